@@ -1,0 +1,10 @@
+// `rmserve <command>`: each command lives in src/commands/ and is registered here.
+import { Command } from 'commander';
+import { serveCommand } from './commands/serve.js';
+
+const program = new Command('rmserve')
+  .description('reward-model server and trainer on ONNX Runtime')
+  .version('0.1.0')
+  .addCommand(serveCommand());
+
+await program.parseAsync(process.argv);

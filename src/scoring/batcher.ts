@@ -1,0 +1,179 @@
+// Cross-request dynamic batching, one batcher per loaded model version (TEI's queue + batching
+// task in one class). Trainers send one sample per request; this is where they meet.
+import { cancelled, queueFull } from './errors.js';
+export interface BatcherOptions {
+  /** Most rows in one ONNX run. */
+  maxBatchSize: number;
+  /** Most padded tokens (rows × longest row) in one ONNX run. */
+  maxBatchTokens: number;
+  /** Longest an item waits for company before its batch runs anyway. */
+  maxWaitMs: number;
+  /** Items allowed to wait; beyond it submit() fails fast with a 429 ScoringError. */
+  maxQueueItems: number;
+}
+
+export interface BatchStats {
+  rows: number;
+  items: number;
+  paddedTokens: number;
+  realTokens: number;
+  runSeconds: number;
+  queueWaitSeconds: number[];
+}
+
+/** Runs one batch of token-id rows and returns one reward vector per row. */
+export type BatchRunner = (rows: readonly (readonly number[])[]) => Promise<Float32Array[]>;
+
+
+interface QueuedItem {
+  ids: readonly number[];
+  key: string;
+  enqueuedAt: number;
+  resolve: (reward: Float32Array) => void;
+  reject: (err: Error) => void;
+  detach: () => void;
+}
+
+export class DynamicBatcher {
+  private queue: QueuedItem[] = [];
+  private inFlight = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private idleWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly runBatch: BatchRunner,
+    private readonly options: BatcherOptions,
+    private readonly onBatch: (stats: BatchStats) => void = () => {},
+    private readonly onDepth: (depth: number) => void = () => {},
+  ) {}
+
+  get depth(): number {
+    return this.queue.length;
+  }
+
+  /** Whether n more items fit in the queue; callers check a whole request at once. */
+  hasRoomFor(n: number): boolean {
+    return this.queue.length + n <= this.options.maxQueueItems;
+  }
+
+  /**
+   * Queues one tokenized item. `key` identifies identical inputs (they share a row).
+   * Aborting `signal` before the item's batch starts removes it from the queue.
+   */
+  submit(ids: readonly number[], key: string, signal?: AbortSignal): Promise<Float32Array> {
+    if (this.closed) return Promise.reject(cancelled('model version is unloading'));
+    if (!this.hasRoomFor(1)) return Promise.reject(queueFull(this.retryAfterSeconds()));
+    if (signal?.aborted) return Promise.reject(cancelled('request cancelled'));
+    return new Promise<Float32Array>((resolve, reject) => {
+      const item: QueuedItem = { ids, key, enqueuedAt: performance.now(), resolve, reject, detach: () => {} };
+      if (signal) {
+        const onAbort = (): void => {
+          const at = this.queue.indexOf(item);
+          if (at < 0) return; // already running: the result is simply dropped
+          this.queue.splice(at, 1);
+          this.onDepth(this.queue.length);
+          reject(cancelled('request cancelled'));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        item.detach = () => signal.removeEventListener('abort', onAbort);
+      }
+      this.queue.push(item);
+      this.onDepth(this.queue.length);
+      this.schedule();
+    });
+  }
+
+  /** Resolves once nothing is queued or running (used before releasing a session). */
+  drain(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Refuses new items; queued ones still run. */
+  close(): void {
+    this.closed = true;
+  }
+
+  // The batching loop: run when a batch is full or its oldest item has waited max-wait-ms,
+  // one batch in flight at a time (ORT already uses every core for one run on CPU).
+  private schedule(): void {
+    if (this.inFlight > 0 || this.queue.length === 0) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const oldest = this.queue[0] as QueuedItem;
+    const waited = performance.now() - oldest.enqueuedAt;
+    if (!this.batchIsFull() && waited < this.options.maxWaitMs) {
+      this.timer = setTimeout(() => this.schedule(), this.options.maxWaitMs - waited);
+      return;
+    }
+    const batch = this.takeBatch();
+    this.inFlight++;
+    void this.execute(batch).finally(() => {
+      this.inFlight--;
+      if (this.queue.length > 0) this.schedule();
+      else if (this.inFlight === 0) this.idleWaiters.splice(0).forEach((wake) => wake());
+    });
+  }
+
+  private batchIsFull(): boolean {
+    if (this.queue.length >= this.options.maxBatchSize) return true;
+    let longest = 0;
+    for (const item of this.queue) longest = Math.max(longest, item.ids.length);
+    return longest * this.queue.length >= this.options.maxBatchTokens;
+  }
+
+  /**
+   * The oldest item always goes (no starvation); the rest are picked by closeness of length to it,
+   * which cuts padding, until the row or padded-token budget is spent. Identical items share a row.
+   */
+  private takeBatch(): QueuedItem[][] {
+    const [anchor, ...rest] = this.queue as [QueuedItem, ...QueuedItem[]];
+    const byCloseness = rest
+      .map((item, index) => ({ item, index, distance: Math.abs(item.ids.length - anchor.ids.length) }))
+      .sort((a, b) => a.distance - b.distance || a.index - b.index);
+    const rows = new Map<string, QueuedItem[]>([[anchor.key, [anchor]]]);
+    let longest = anchor.ids.length;
+    for (const { item } of byCloseness) {
+      const shared = rows.get(item.key);
+      if (shared) {
+        shared.push(item);
+        continue;
+      }
+      const width = Math.max(longest, item.ids.length);
+      if (rows.size + 1 > this.options.maxBatchSize || width * (rows.size + 1) > this.options.maxBatchTokens) continue;
+      rows.set(item.key, [item]);
+      longest = width;
+    }
+    const taken = new Set([...rows.values()].flat());
+    this.queue = this.queue.filter((item) => !taken.has(item));
+    this.onDepth(this.queue.length);
+    return [...rows.values()];
+  }
+
+  private async execute(rows: QueuedItem[][]): Promise<void> {
+    const started = performance.now();
+    for (const group of rows) for (const item of group) item.detach();
+    const inputs = rows.map((group) => (group[0] as QueuedItem).ids);
+    try {
+      const rewards = await this.runBatch(inputs);
+      const runSeconds = (performance.now() - started) / 1000;
+      rows.forEach((group, i) => group.forEach((item) => item.resolve(rewards[i] as Float32Array)));
+      const width = Math.max(...inputs.map((ids) => ids.length));
+      this.onBatch({
+        rows: rows.length,
+        items: rows.reduce((n, group) => n + group.length, 0),
+        paddedTokens: width * rows.length,
+        realTokens: inputs.reduce((n, ids) => n + ids.length, 0),
+        runSeconds,
+        queueWaitSeconds: rows.flat().map((item) => (started - item.enqueuedAt) / 1000),
+      });
+    } catch (err) {
+      for (const group of rows) for (const item of group) item.reject(err as Error);
+    }
+  }
+
+  private retryAfterSeconds(): number {
+    return 1;
+  }
+}

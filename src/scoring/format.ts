@@ -1,0 +1,101 @@
+// Turns a scoring item into the exact text the reward model was trained on, and knows where the
+// response starts so truncation can keep it. One formatter per model folder.
+import { Template } from '@huggingface/jinja';
+import { invalidItem } from './errors.js';
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+/** What a client can ask to score. `text` is pre-formatted (OpenRLHF's /get_reward). */
+export type ScoreItem =
+  | { prompt: string | ChatMessage[]; response: string }
+  | { messages: ChatMessage[] }
+  | { text: string };
+
+export interface RenderedItem {
+  text: string;
+  /** Character offset where the response begins; undefined when the text came pre-formatted. */
+  responseStart: number | undefined;
+}
+
+/**
+ * Anthropic HH-RLHF's transcript format as a chat template. Models without a chat template
+ * and without a manifest `prompt_format` are assumed to be trained on it (rmserve's own
+ * trainer uses it for every data set, see docs/model-format.md).
+ */
+export const HH_CHAT_TEMPLATE =
+  "{% for message in messages %}" +
+  "{% if message['role'] == 'user' %}{{ '\\n\\nHuman: ' + message['content'] }}" +
+  "{% elif message['role'] == 'assistant' %}{{ '\\n\\nAssistant: ' + message['content'] }}" +
+  "{% else %}{{ message['content'] }}{% endif %}" +
+  "{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '\\n\\nAssistant:' }}{% endif %}";
+
+
+export class PromptFormatter {
+  private readonly template: Template | undefined;
+
+  /**
+   * @param chatTemplate a Jinja chat template (tokenizer_config.json's), or undefined
+   * @param promptFormat a `{prompt}…{response}` string (rmserve.json's), used when there is no template
+   * @param specialTokens bos_token / eos_token etc., passed to the template like transformers does
+   */
+  constructor(
+    chatTemplate: string | undefined,
+    private readonly promptFormat: string | undefined,
+    private readonly specialTokens: Record<string, string> = {},
+  ) {
+    const source = chatTemplate ?? (promptFormat === undefined ? HH_CHAT_TEMPLATE : undefined);
+    this.template = source === undefined ? undefined : new Template(source);
+  }
+
+  render(item: ScoreItem): RenderedItem {
+    if ('text' in item) return { text: item.text, responseStart: undefined };
+    const { prompt, response } = splitItem(item);
+    if (this.template === undefined) return this.renderPromptFormat(prompt, response);
+
+    const promptText = this.renderTemplate(prompt, true);
+    const fullText = this.renderTemplate([...prompt, { role: 'assistant', content: response }], false);
+    // Templates that render the prompt as a prefix of the full conversation let truncation keep
+    // the response whole; for the rest (rare) the boundary is unknown and truncation is plain.
+    const responseStart = fullText.startsWith(promptText) ? promptText.length : undefined;
+    return { text: fullText, responseStart };
+  }
+
+  private renderTemplate(messages: ChatMessage[], addGenerationPrompt: boolean): string {
+    try {
+      return (this.template as Template).render({
+        ...this.specialTokens,
+        messages,
+        add_generation_prompt: addGenerationPrompt,
+      });
+    } catch (err) {
+      throw invalidItem(`chat template failed: ${(err as Error).message}`);
+    }
+  }
+
+  private renderPromptFormat(prompt: ChatMessage[], response: string): RenderedItem {
+    const format = this.promptFormat as string;
+    if (prompt.length !== 1 || prompt[0]?.role !== 'user') {
+      throw invalidItem('this model formats single-turn prompts only: give one user message or a prompt string');
+    }
+    const head = format.slice(0, format.lastIndexOf('{response}')).replaceAll('{prompt}', prompt[0].content);
+    return { text: head + response, responseStart: head.length };
+  }
+}
+
+/** Normalises the three item shapes into (prompt messages, response). */
+export function splitItem(item: Exclude<ScoreItem, { text: string }>): { prompt: ChatMessage[]; response: string } {
+  if ('messages' in item) {
+    const last = item.messages.at(-1);
+    if (last === undefined || last.role !== 'assistant') {
+      throw invalidItem('messages must end with the assistant response to score');
+    }
+    return { prompt: item.messages.slice(0, -1), response: last.content };
+  }
+  const prompt: ChatMessage[] =
+    typeof item.prompt === 'string' ? [{ role: 'user', content: item.prompt }] : item.prompt;
+  return { prompt, response: item.response };
+}

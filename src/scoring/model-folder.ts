@@ -1,0 +1,135 @@
+// Reads a model folder (rmserve's own or a Hugging Face / optimum export) into a ModelSpec:
+// everything the scorer needs besides the ONNX session itself.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { PromptFormatter } from './format.js';
+import { parseManifest, type RmserveManifest } from './manifest.js';
+import { ItemTokenizer, type TruncationSide } from './tokenize.js';
+import type { PaddingSide } from './onnx-session.js';
+import { modelLoadFailed } from './errors.js';
+
+export interface ModelSpec {
+  dir: string;
+  /** Names of the K logits columns, or undefined to name a single head after the model. */
+  labels: string[] | undefined;
+  maxLength: number;
+  paddingSide: PaddingSide;
+  truncationSide: TruncationSide;
+  padId: number;
+  formatter: PromptFormatter;
+  tokenizer: ItemTokenizer;
+  manifest: RmserveManifest | undefined;
+}
+
+type Json = Record<string, unknown>;
+
+/** Lengths transformers uses to mean "no limit" are ignored in favour of the model config's. */
+const UNSET_MAX_LENGTH = 1e9;
+const DEFAULT_MAX_LENGTH = 1024;
+
+export function readModelFolder(dir: string): ModelSpec {
+  const tokenizerJson = readJson(join(dir, 'tokenizer.json'), true);
+  const tokenizerConfig = readJson(join(dir, 'tokenizer_config.json'), false) ?? {};
+  const config = readJson(join(dir, 'config.json'), false) ?? {};
+  const manifestJson = readJson(join(dir, 'rmserve.json'), false);
+  let manifest: RmserveManifest | undefined;
+  try {
+    manifest = manifestJson === undefined ? undefined : parseManifest(manifestJson);
+  } catch (err) {
+    throw modelLoadFailed((err as Error).message);
+  }
+  if (!existsSync(join(dir, 'model.onnx'))) throw modelLoadFailed(`${dir}: model.onnx is missing`);
+
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = new Tokenizer(tokenizerJson as Json, tokenizerConfig);
+  } catch (err) {
+    throw modelLoadFailed(`${dir}: tokenizer.json does not load: ${(err as Error).message}`);
+  }
+
+  const specialTokens: Record<string, string> = {};
+  for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
+    const token = tokenText(tokenizerConfig[key]);
+    if (token !== undefined) specialTokens[key] = token;
+  }
+  const chatTemplate = chatTemplateOf(tokenizerConfig[`chat_template`]);
+  const maxLength = manifest?.max_length ?? firstLength(tokenizerConfig.model_max_length, config.n_positions, config.max_position_embeddings);
+
+  return {
+    dir,
+    labels: manifest?.objectives ?? labelsFromConfig(config),
+    maxLength,
+    paddingSide: manifest?.padding_side ?? sideOf(tokenizerConfig.padding_side) ?? 'right',
+    truncationSide: manifest?.truncation_side ?? sideOf(tokenizerConfig.truncation_side) ?? 'left',
+    padId: padIdOf(tokenizer, specialTokens, config),
+    formatter: new PromptFormatter(chatTemplate, manifest?.prompt_format, specialTokens),
+    tokenizer: new ItemTokenizer(tokenizer, maxLength),
+    manifest,
+  };
+}
+
+function readJson(path: string, required: boolean): Json | undefined {
+  if (!existsSync(path)) {
+    if (required) throw modelLoadFailed(`${path} is missing`);
+    return undefined;
+  }
+  try {
+    const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return value as Json;
+  } catch (err) {
+    throw modelLoadFailed(`${path}: ${(err as Error).message}`);
+  }
+}
+
+function tokenText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null && typeof (value as Json).content === 'string') {
+    return (value as Json).content as string;
+  }
+  return undefined;
+}
+
+/** tokenizer_config's chat_template is a string, or a list of named templates ("default" wins). */
+function chatTemplateOf(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (Array.isArray(value)) {
+    const named = value as { name?: unknown; template?: unknown }[];
+    const pick = named.find((t) => t.name === 'default') ?? named[0];
+    return typeof pick?.template === 'string' ? pick.template : undefined;
+  }
+  return undefined;
+}
+
+function firstLength(...candidates: unknown[]): number {
+  for (const value of candidates) {
+    if (typeof value === 'number' && Number.isInteger(value) && value > 1 && value < UNSET_MAX_LENGTH) return value;
+  }
+  return DEFAULT_MAX_LENGTH;
+}
+
+function sideOf(value: unknown): 'left' | 'right' | undefined {
+  return value === 'left' || value === 'right' ? value : undefined;
+}
+
+function labelsFromConfig(config: Json): string[] | undefined {
+  const id2label = config.id2label;
+  if (typeof id2label !== 'object' || id2label === null) return undefined;
+  const entries = Object.entries(id2label as Json).sort(([a], [b]) => Number(a) - Number(b));
+  const labels = entries.map(([, v]) => String(v));
+  // transformers fills id2label with LABEL_0… when nobody named the heads: treat those as unnamed.
+  return labels.every((l, i) => l === `LABEL_${i}`) && labels.length === 1 ? undefined : labels;
+}
+
+function padIdOf(tokenizer: Tokenizer, special: Record<string, string>, config: Json): number {
+  for (const name of [special.pad_token, special.eos_token]) {
+    const id = name === undefined ? undefined : tokenizer.token_to_id(name);
+    if (id !== undefined) return id;
+  }
+  for (const key of ['pad_token_id', 'eos_token_id']) {
+    const id = config[key];
+    if (typeof id === 'number') return id;
+  }
+  return 0;
+}

@@ -1,0 +1,51 @@
+// Builds the fastify app: HTTP only. Scoring, registry and metrics are passed in (no model logic here).
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { RmserveMetrics } from '../metrics.js';
+import type { ModelRegistry } from '../scoring/registry.js';
+import type { Scorer } from '../scoring/scorer.js';
+import { registerErrorHandling } from './errors.js';
+import { healthRoutes } from './routes/health.js';
+import { modelRoutes } from './routes/models.js';
+import { openRlhfRoutes } from './routes/openrlhf.js';
+import { scoreRoutes } from './routes/score.js';
+
+export interface AppOptions {
+  scorer: Scorer;
+  registry: ModelRegistry;
+  metrics: RmserveMetrics;
+  /** Largest request body in bytes (413 beyond). */
+  bodyLimit: number;
+  /** Most items (pairs or queries) in one request (413 beyond). */
+  maxItems: number;
+  logger?: FastifyServerOptions['logger'];
+}
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimit,
+    ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
+  });
+  registerErrorHandling(app);
+
+  const { metrics } = options;
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const labels = { route, status: String(reply.statusCode) };
+    metrics.requestsTotal.inc(labels);
+    metrics.requestDuration.observe(labels, reply.elapsedTime / 1000);
+  });
+
+  await app.register(swagger, {
+    openapi: { info: { title: 'rmserve', description: 'Reward-model inference server', version: '0.1.0' } },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await app.register(healthRoutes, { registry: options.registry, metrics });
+  await app.register(modelRoutes, { registry: options.registry });
+  await app.register(scoreRoutes, { scorer: options.scorer, maxItems: options.maxItems });
+  await app.register(openRlhfRoutes, { scorer: options.scorer, maxItems: options.maxItems });
+  return app;
+}

@@ -1,0 +1,39 @@
+// JSON schemas shared by the routes (TypeBox, so the types and the validation are one thing).
+import { Type, type Static } from '@sinclair/typebox';
+
+export const ChatMessageSchema = Type.Object(
+  {
+    role: Type.Union([Type.Literal('system'), Type.Literal('user'), Type.Literal('assistant')]),
+    content: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+export const ScoreItemSchema = Type.Union([
+  Type.Object(
+    {
+      prompt: Type.Union([Type.String(), Type.Array(ChatMessageSchema, { minItems: 1 })]),
+      response: Type.String({ minLength: 1 }),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object({ messages: Type.Array(ChatMessageSchema, { minItems: 1 }) }, { additionalProperties: false }),
+]);
+
+export const ErrorSchema = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String() }),
+});
+
+export const TruncationSchema = Type.Union([Type.Literal('left'), Type.Literal('right')]);
+
+export const ModelSelectorSchema = Type.Union([
+  Type.String({ minLength: 1 }),
+  Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+]);
+
+export type ModelSelector = Static<typeof ModelSelectorSchema>;
+
+export function modelList(selector: ModelSelector | undefined): string[] | undefined {
+  if (selector === undefined) return undefined;
+  return typeof selector === 'string' ? [selector] : selector;
+}

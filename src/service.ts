@@ -1,0 +1,83 @@
+// Wires the scoring core and the HTTP app together; used by `rmserve serve`, the tests and bench/.
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import { RmserveMetrics } from './metrics.js';
+import { ModelRegistry } from './scoring/registry.js';
+import { RewardCache } from './scoring/reward-cache.js';
+import { Scorer } from './scoring/scorer.js';
+import { buildApp } from './server/app.js';
+
+export interface ServiceConfig {
+  modelsRoot: string;
+  device: string;
+  intraOpThreads: number;
+  interOpThreads: number;
+  maxBatchSize: number;
+  maxBatchTokens: number;
+  maxWaitMs: number;
+  maxQueueItems: number;
+  cacheSize: number;
+  maxItems: number;
+  bodyLimit: number;
+  defaultModels: string[] | undefined;
+}
+
+export const DEFAULT_CONFIG: ServiceConfig = {
+  modelsRoot: './models',
+  device: 'cpu',
+  intraOpThreads: 0,
+  interOpThreads: 0,
+  maxBatchSize: 64,
+  maxBatchTokens: 32768,
+  maxWaitMs: 2,
+  maxQueueItems: 4096,
+  cacheSize: 100_000,
+  maxItems: 256,
+  bodyLimit: 8 * 1024 * 1024,
+  defaultModels: undefined,
+};
+
+export interface Service {
+  app: FastifyInstance;
+  registry: ModelRegistry;
+  scorer: Scorer;
+  metrics: RmserveMetrics;
+  close(): Promise<void>;
+}
+
+export async function createService(
+  overrides: Partial<ServiceConfig>,
+  options: { logger?: FastifyServerOptions['logger']; log?: (message: string) => void } = {},
+): Promise<Service> {
+  const config = { ...DEFAULT_CONFIG, ...overrides };
+  const metrics = new RmserveMetrics();
+  const registry = new ModelRegistry(config.modelsRoot, {
+    metrics,
+    session: { device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads },
+    batcher: {
+      maxBatchSize: config.maxBatchSize,
+      maxBatchTokens: config.maxBatchTokens,
+      maxWaitMs: config.maxWaitMs,
+      maxQueueItems: config.maxQueueItems,
+    },
+  });
+  await registry.loadAll(options.log);
+  const scorer = new Scorer(registry, new RewardCache(config.cacheSize), metrics, config.defaultModels);
+  const app = await buildApp({
+    scorer,
+    registry,
+    metrics,
+    bodyLimit: config.bodyLimit,
+    maxItems: config.maxItems,
+    logger: options.logger,
+  });
+  return {
+    app,
+    registry,
+    scorer,
+    metrics,
+    async close() {
+      await app.close();
+      await registry.close();
+    },
+  };
+}

