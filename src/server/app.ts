@@ -29,6 +29,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
   });
   registerErrorHandling(app);
+  // Every route takes JSON; a text body is a client mistake worth a 415, not a schema error.
+  app.removeContentTypeParser('text/plain');
 
   const { metrics } = options;
   app.addHook('onResponse', async (request, reply) => {

