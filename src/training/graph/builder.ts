@@ -222,8 +222,9 @@ export class GraphBuilder {
   }
 
   op(opType: string, inputs: (Value | null)[], attrs: Record<string, AttrValue> = {}, options: OpOptions = {}): Value {
-    // LayerNormalization always exposes Mean and InvStdDev so its gradient rule can reuse them.
-    const n = opType === 'LayerNormalization' && (options.domain ?? '') === '' ? 3 : 1;
+    // LayerNormalization always exposes Mean and InvStdDev, Dropout its mask, for their gradient rules.
+    const extra: Record<string, number> = { LayerNormalization: 3, Dropout: 2 };
+    const n = (options.domain ?? '') === '' ? extra[opType] ?? 1 : 1;
     return this.opMulti(opType, inputs, n, attrs, options)[0]!;
   }
 

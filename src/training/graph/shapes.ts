@@ -68,7 +68,7 @@ function intsAttr(attrs: Record<string, AttrValue>, name: string): number[] | un
   return Array.isArray(v) ? (v as number[]) : undefined;
 }
 
-export function constInts(ctx: InferContext, v: Value | null | undefined): number[] | undefined {
+export function constInts(ctx: Pick<InferContext, 'constantValue'>, v: Value | null | undefined): number[] | undefined {
   if (!v) return undefined;
   const c = ctx.constantValue(v);
   if (!c) return undefined;
@@ -77,7 +77,7 @@ export function constInts(ctx: InferContext, v: Value | null | undefined): numbe
 
 /** Reduction axes, from the axes input (ReduceSum since opset 13, every Reduce* since 18) or attribute. */
 export function reduceAxes(
-  ctx: InferContext, opType: string, inputs: readonly (Value | null)[], attrs: Record<string, AttrValue>,
+  ctx: Pick<InferContext, 'opset' | 'constantValue'>, opType: string, inputs: readonly (Value | null)[], attrs: Record<string, AttrValue>,
 ): number[] | undefined | 'unknown' {
   const axesFromInput = opType === 'ReduceSum' ? ctx.opset >= 13 : ctx.opset >= 18;
   if (axesFromInput) {
