@@ -1,0 +1,109 @@
+// Turns preference pairs into token ids with exactly the server's code path: the same
+// PromptFormatter (chat template) and ItemTokenizer (left truncation that keeps the response),
+// built from the same tokenizer.json / tokenizer_config.json the export writes. A pair's
+// training score is therefore the score the server gives the exported model for that item.
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { HH_CHAT_TEMPLATE, PromptFormatter } from '../scoring/format.js';
+import { ItemTokenizer } from '../scoring/tokenize.js';
+import type { ChatMessage, PreferencePair } from './data.js';
+
+type Json = Record<string, unknown>;
+
+/** The two tokenizer files of a model folder, as JSON objects. */
+export interface TokenizerFiles {
+  tokenizerJson: Json;
+  tokenizerConfig: Json;
+}
+
+/**
+ * Reads a user's tokenizer.json (and the tokenizer_config.json beside it, if any) and completes
+ * the config the way the export will write it.
+ */
+export function readTokenizerFiles(tokenizerPath: string, maxLength: number): TokenizerFiles {
+  const tokenizerJson = JSON.parse(readFileSync(tokenizerPath, 'utf8')) as Json;
+  const configPath = join(dirname(tokenizerPath), 'tokenizer_config.json');
+  const config = existsSync(configPath) ? (JSON.parse(readFileSync(configPath, 'utf8')) as Json) : {};
+  return { tokenizerJson, tokenizerConfig: completeTokenizerConfig(tokenizerJson, config, maxLength) };
+}
+
+/**
+ * What rmserve writes into tokenizer_config.json: the user's chat template if there is one, else
+ * the HH-RLHF transcript template the trainer formats every data set with; right padding (the
+ * reward is read at the last real token); the model's max length; and a pad/eos token (the first
+ * special token) when none is named.
+ */
+export function completeTokenizerConfig(tokenizerJson: Json, config: Json, maxLength: number): Json {
+  const out: Json = { ...config };
+  if (out.chat_template === undefined) out.chat_template = HH_CHAT_TEMPLATE;
+  out.padding_side = 'right';
+  out.truncation_side = 'left';
+  out.model_max_length = maxLength;
+  const added = Array.isArray(tokenizerJson.added_tokens) ? (tokenizerJson.added_tokens as Json[]) : [];
+  const firstSpecial = added.find((t) => t.special === true && typeof t.content === 'string')?.content as string | undefined;
+  if (firstSpecial !== undefined) {
+    if (out.eos_token === undefined || out.eos_token === null) out.eos_token = firstSpecial;
+    if (out.pad_token === undefined || out.pad_token === null) out.pad_token = out.eos_token;
+  }
+  return out;
+}
+
+export interface EncodedPair {
+  chosen: number[];
+  rejected: number[];
+  truncated: boolean;
+}
+
+export class PairEncoder {
+  readonly tokenizer: Tokenizer;
+  readonly items: ItemTokenizer;
+  readonly formatter: PromptFormatter;
+  readonly padId: number;
+
+  constructor(files: TokenizerFiles, readonly maxLength: number) {
+    const config = files.tokenizerConfig;
+    this.tokenizer = new Tokenizer(files.tokenizerJson, config);
+    // The same special-token map and template choice as the server's readModelFolder.
+    const special: Record<string, string> = {};
+    for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
+      const text = tokenText(config[key]);
+      if (text !== undefined) special[key] = text;
+    }
+    const template = typeof config.chat_template === 'string' ? config.chat_template : undefined;
+    this.formatter = new PromptFormatter(template, undefined, special);
+    this.items = new ItemTokenizer(this.tokenizer, maxLength);
+    let pad = 0;
+    for (const name of [special.pad_token, special.eos_token]) {
+      const id = name === undefined ? undefined : this.tokenizer.token_to_id(name);
+      if (id !== undefined) {
+        pad = id;
+        break;
+      }
+    }
+    this.padId = pad;
+  }
+
+  /** Rows the embedding table needs: the largest token id + 1 (added tokens included). */
+  get vocabSize(): number {
+    let max = -1;
+    for (const id of this.tokenizer.get_vocab(true).values()) if (id > max) max = id;
+    return max + 1;
+  }
+
+  encodeResponse(prompt: ChatMessage[], response: string): { ids: number[]; truncated: boolean } {
+    return this.items.encode(this.formatter.render({ prompt, response }), 'left');
+  }
+
+  encode(pair: PreferencePair): EncodedPair {
+    const c = this.encodeResponse(pair.prompt, pair.chosen);
+    const r = this.encodeResponse(pair.prompt, pair.rejected);
+    return { chosen: c.ids, rejected: r.ids, truncated: c.truncated || r.truncated };
+  }
+}
+
+function tokenText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null && typeof (value as Json).content === 'string') return (value as Json).content as string;
+  return undefined;
+}

@@ -1,0 +1,129 @@
+// The trainer's own scoring: the forward graph with the parameters as inputs (built once, fed the
+// current weights), and the pairwise metrics computed from its rewards.
+import * as ort from 'onnxruntime-node';
+import { GraphBuilder } from './graph/builder.js';
+import { buildForward, declareParamInputs, parameterSpecs, type ModelWeights, type RewardModelConfig } from './model.js';
+import { padBatch } from './batch.js';
+import type { EncodedPair } from './encode.js';
+
+/** Parameters as ORT tensors by name: what the step graph takes and returns. */
+export type ParamTensors = Map<string, ort.Tensor>;
+
+export function weightsToTensors(c: RewardModelConfig, weights: ModelWeights): ParamTensors {
+  return new Map(
+    parameterSpecs(c).map((s) => {
+      const data = weights.get(s.name);
+      if (data === undefined) throw new Error(`weights are missing ${s.name}`);
+      return [s.name, new ort.Tensor('float32', data, s.shape)];
+    }),
+  );
+}
+
+export function tensorsToWeights(params: ParamTensors): ModelWeights {
+  return new Map([...params].map(([name, t]) => [name, t.data as Float32Array]));
+}
+
+export class RewardForward {
+  private constructor(
+    readonly config: RewardModelConfig,
+    private readonly session: ort.InferenceSession,
+  ) {}
+
+  static async create(config: RewardModelConfig, sessionOptions: ort.InferenceSession.SessionOptions = {}): Promise<RewardForward> {
+    const b = new GraphBuilder('reward_forward');
+    const params = declareParamInputs(b, config);
+    const ids = b.input('input_ids', 'int64', ['batch', 'seq']);
+    const mask = b.input('attention_mask', 'int64', ['batch', 'seq']);
+    b.output(buildForward(b, config, params, ids, mask).rewards, 'logits');
+    const session = await ort.InferenceSession.create(b.toModelProto(), { graphOptimizationLevel: 'all', ...sessionOptions });
+    return new RewardForward(config, session);
+  }
+
+  /** Rewards of each row: [rows.length] arrays of K values. */
+  async score(params: ParamTensors, rows: readonly (readonly number[])[], padId: number): Promise<Float32Array[]> {
+    const batch = padBatch(rows, padId);
+    const feeds: Record<string, ort.Tensor> = { input_ids: batch.inputIds, attention_mask: batch.attentionMask };
+    for (const [name, t] of params) feeds[name] = t;
+    const out = await this.session.run(feeds, ['logits']);
+    const logits = out.logits as ort.Tensor;
+    const data = logits.data as Float32Array;
+    const K = this.config.numObjectives;
+    return rows.map((_, i) => data.slice(i * K, (i + 1) * K));
+  }
+
+  /**
+   * Scores many sequences in length-sorted batches of at most `maxTokens` padded tokens, so
+   * padding stays small; returns rewards in the input order.
+   */
+  async scoreAll(params: ParamTensors, rows: readonly (readonly number[])[], padId: number, maxTokens = 8192): Promise<Float32Array[]> {
+    const order = rows.map((_, i) => i).sort((a, b) => (rows[a] as number[]).length - (rows[b] as number[]).length);
+    const out: Float32Array[] = new Array<Float32Array>(rows.length);
+    let start = 0;
+    while (start < order.length) {
+      let end = start + 1;
+      while (end < order.length && (end - start + 1) * (rows[order[end] as number] as number[]).length <= maxTokens) end++;
+      const idx = order.slice(start, end);
+      const rewards = await this.score(params, idx.map((i) => rows[i] as number[]), padId);
+      idx.forEach((i, j) => (out[i] = rewards[j] as Float32Array));
+      start = end;
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+export interface PairMetrics {
+  pairs: number;
+  /** Fraction of pairs with r_chosen > r_rejected (ties count half). */
+  accuracy: number;
+  loss: number;
+  reward_mean: number;
+  reward_std: number;
+  chosen_mean: number;
+  rejected_mean: number;
+  margin_mean: number;
+}
+
+/** Pairwise metrics on one objective column. `loss` is the plain Bradley–Terry loss −log σ(Δ). */
+export function pairMetrics(chosen: readonly Float32Array[], rejected: readonly Float32Array[], column = 0): PairMetrics {
+  const n = chosen.length;
+  let correct = 0, loss = 0, sum = 0, sumSq = 0, cSum = 0, rSum = 0;
+  for (let i = 0; i < n; i++) {
+    const c = (chosen[i] as Float32Array)[column] as number;
+    const r = (rejected[i] as Float32Array)[column] as number;
+    const d = c - r;
+    correct += d > 0 ? 1 : d === 0 ? 0.5 : 0;
+    loss += softplus(-d);
+    sum += c + r;
+    sumSq += c * c + r * r;
+    cSum += c;
+    rSum += r;
+  }
+  const mean = n > 0 ? sum / (2 * n) : 0;
+  return {
+    pairs: n,
+    accuracy: n > 0 ? correct / n : 0,
+    loss: n > 0 ? loss / n : 0,
+    reward_mean: mean,
+    reward_std: n > 0 ? Math.sqrt(Math.max(0, sumSq / (2 * n) - mean * mean)) : 0,
+    chosen_mean: n > 0 ? cSum / n : 0,
+    rejected_mean: n > 0 ? rSum / n : 0,
+    margin_mean: n > 0 ? (cSum - rSum) / n : 0,
+  };
+}
+
+function softplus(x: number): number {
+  return x > 30 ? x : Math.log1p(Math.exp(x));
+}
+
+/** Scores both responses of every pair with the current parameters. */
+export async function scorePairs(
+  forward: RewardForward, params: ParamTensors, pairs: readonly EncodedPair[], padId: number, maxTokens?: number,
+): Promise<{ chosen: Float32Array[]; rejected: Float32Array[] }> {
+  const rows = [...pairs.map((p) => p.chosen), ...pairs.map((p) => p.rejected)];
+  const rewards = await forward.scoreAll(params, rows, padId, maxTokens);
+  return { chosen: rewards.slice(0, pairs.length), rejected: rewards.slice(pairs.length) };
+}

@@ -1,0 +1,295 @@
+// GPT-2-style pre-LN decoder reward model, emitted as ONNX nodes through the GraphBuilder.
+// One function builds the forward pass for both uses: the training step (parameters are graph
+// inputs, so the step graph is built once and the weights stream through it) and the export
+// (parameters are initializers). Same nodes in both, so the server scores what the trainer saw.
+//
+// Parameter names are Hugging Face GPT-2's (GPT2ForSequenceClassification), so an HF
+// `model.safetensors` loads by name; GPT-2's Conv1D stores weights as [in, out] and HF's
+// nn.Linear (the score head) as [out, in]; both are kept as they are.
+//
+// Shapes in comments: B batch, T sequence, C d_model, H heads, D = C/H, V vocab, K objectives.
+import type { DType, GraphBuilder, Value } from './graph/builder.js';
+
+export type HeadKind = 'linear' | 'mlp';
+export type Activation = 'gelu_new' | 'gelu';
+
+export interface RewardModelConfig {
+  vocabSize: number;
+  /** Learned position embeddings: the longest sequence the model takes (GPT-2's n_positions). */
+  maxLength: number;
+  dModel: number;
+  nLayers: number;
+  nHeads: number;
+  /** MLP width; GPT-2 uses 4·d_model. */
+  dMlp: number;
+  /** K: one reward column per objective. */
+  numObjectives: number;
+  /** `linear`: Linear(C, K) without bias (HF's score head); `mlp`: GRM's Linear(C, H') → ReLU → Linear(H', K). */
+  head: HeadKind;
+  headHidden: number;
+  /** GPT-2 uses the tanh approximation (`gelu_new`); `gelu` is the erf form. */
+  activation: Activation;
+  layerNormEps: number;
+  initStd: number;
+}
+
+export function defaultModelConfig(overrides: Partial<RewardModelConfig> & Pick<RewardModelConfig, 'vocabSize'>): RewardModelConfig {
+  const dModel = overrides.dModel ?? 256;
+  return {
+    maxLength: 512,
+    dModel,
+    nLayers: 4,
+    nHeads: 4,
+    dMlp: 4 * dModel,
+    numObjectives: 1,
+    head: 'linear',
+    headHidden: 1024,
+    activation: 'gelu_new',
+    layerNormEps: 1e-5,
+    initStd: 0.02,
+    ...overrides,
+  };
+}
+
+export function validateModelConfig(c: RewardModelConfig): void {
+  const positive = ['vocabSize', 'maxLength', 'dModel', 'nLayers', 'nHeads', 'dMlp', 'numObjectives', 'headHidden'] as const;
+  for (const key of positive) {
+    if (!Number.isInteger(c[key]) || c[key] < 1) throw new RangeError(`model config ${key} must be a positive integer, got ${c[key]}`);
+  }
+  if (c.dModel % c.nHeads !== 0) throw new RangeError(`d_model ${c.dModel} is not divisible by heads ${c.nHeads}`);
+}
+
+export type ParamInit = 'normal' | 'residual' | 'zeros' | 'ones';
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  init: ParamInit;
+  /** AdamW's decoupled weight decay applies (matrices only: not biases, LayerNorm or embeddings). */
+  decay: boolean;
+}
+
+/** Every parameter, in a fixed order (the order of the step graph's inputs and of checkpoints). */
+export function parameterSpecs(c: RewardModelConfig): ParamSpec[] {
+  const C = c.dModel;
+  const specs: ParamSpec[] = [
+    { name: 'transformer.wte.weight', shape: [c.vocabSize, C], init: 'normal', decay: false },
+    { name: 'transformer.wpe.weight', shape: [c.maxLength, C], init: 'normal', decay: false },
+  ];
+  const ln = (prefix: string): ParamSpec[] => [
+    { name: `${prefix}.weight`, shape: [C], init: 'ones', decay: false },
+    { name: `${prefix}.bias`, shape: [C], init: 'zeros', decay: false },
+  ];
+  const dense = (prefix: string, nIn: number, nOut: number, init: ParamInit): ParamSpec[] => [
+    { name: `${prefix}.weight`, shape: [nIn, nOut], init, decay: true },
+    { name: `${prefix}.bias`, shape: [nOut], init: 'zeros', decay: false },
+  ];
+  for (let i = 0; i < c.nLayers; i++) {
+    const p = `transformer.h.${i}`;
+    specs.push(
+      ...ln(`${p}.ln_1`),
+      ...dense(`${p}.attn.c_attn`, C, 3 * C, 'normal'),
+      ...dense(`${p}.attn.c_proj`, C, C, 'residual'),
+      ...ln(`${p}.ln_2`),
+      ...dense(`${p}.mlp.c_fc`, C, c.dMlp, 'normal'),
+      ...dense(`${p}.mlp.c_proj`, c.dMlp, C, 'residual'),
+    );
+  }
+  specs.push(...ln('transformer.ln_f'));
+  if (c.head === 'linear') {
+    specs.push({ name: 'score.weight', shape: [c.numObjectives, C], init: 'normal', decay: true });
+  } else {
+    // GRM's head is Sequential(Dropout, Linear, ReLU, Linear): indices 1 and 3.
+    specs.push(
+      { name: 'score.1.weight', shape: [c.headHidden, C], init: 'normal', decay: true },
+      { name: 'score.1.bias', shape: [c.headHidden], init: 'zeros', decay: false },
+      { name: 'score.3.weight', shape: [c.numObjectives, c.headHidden], init: 'normal', decay: true },
+      { name: 'score.3.bias', shape: [c.numObjectives], init: 'zeros', decay: false },
+    );
+  }
+  return specs;
+}
+
+export function parameterCount(c: RewardModelConfig): number {
+  return parameterSpecs(c).reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+export type ModelWeights = Map<string, Float32Array>;
+
+/** mulberry32: small, fast, and the same stream on every platform. */
+export function seededRandom(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * GPT-2's init: N(0, 0.02) for matrices and embeddings, N(0, 0.02/√(2L)) for the projections that
+ * write into the residual stream, zeros for biases, ones for LayerNorm gains.
+ * `zeroHead` zero-initialises the reward head's last layer (HaF-RM).
+ */
+export function initWeights(c: RewardModelConfig, seed: number, options: { zeroHead?: boolean } = {}): ModelWeights {
+  const rand = seededRandom(seed);
+  const gauss = (): number => {
+    // Box–Muller; 1 − u keeps log away from 0.
+    const u = 1 - rand();
+    const v = rand();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  };
+  const weights: ModelWeights = new Map();
+  for (const spec of parameterSpecs(c)) {
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    const headOut = spec.name === 'score.weight' || spec.name.startsWith('score.3.');
+    if (spec.init === 'ones') data.fill(1);
+    else if ((spec.init === 'normal' || spec.init === 'residual') && !(options.zeroHead && headOut)) {
+      const std = spec.init === 'residual' ? c.initStd / Math.sqrt(2 * c.nLayers) : c.initStd;
+      for (let i = 0; i < n; i++) data[i] = std * gauss();
+    }
+    weights.set(spec.name, data);
+  }
+  return weights;
+}
+
+/** Parameters as graph values, by name (graph inputs when training, initializers when exporting). */
+export type ParamValues = ReadonlyMap<string, Value>;
+
+export function declareParamInputs(b: GraphBuilder, c: RewardModelConfig, dtype: DType = 'float32'): Map<string, Value> {
+  return new Map(parameterSpecs(c).map((s) => [s.name, b.input(s.name, dtype, s.shape)]));
+}
+
+export function declareParamInitializers(b: GraphBuilder, c: RewardModelConfig, weights: ModelWeights): Map<string, Value> {
+  return new Map(
+    parameterSpecs(c).map((s) => {
+      const data = weights.get(s.name);
+      if (data === undefined) throw new Error(`weights are missing ${s.name}`);
+      return [s.name, b.initializer(s.name, 'float32', s.shape, data)];
+    }),
+  );
+}
+
+export interface ForwardOptions {
+  /** Also emit the tied LM head's logits over every position (GRM/HaF-RM regularisers). */
+  lmHead?: boolean;
+}
+
+export interface ForwardResult {
+  /** [B, K] reward of each sequence, read at its last real token. */
+  rewards: Value;
+  /** [B, T, V] next-token logits from the tied LM head, when asked for. */
+  lmLogits?: Value;
+}
+
+/**
+ * The forward pass. input_ids, attention_mask: int64 [B, T], right-padded (mask 1 on real tokens).
+ * Rows never see padding: keys at padded positions get −1e4 before the softmax (never −inf, so
+ * the padded query rows stay finite), and the reward is read at position sum(mask) − 1.
+ */
+export function buildForward(
+  b: GraphBuilder, c: RewardModelConfig, p: ParamValues, inputIds: Value, attentionMask: Value,
+  options: ForwardOptions = {},
+): ForwardResult {
+  const dtype = (p.get('transformer.wte.weight') as Value).dtype;
+  const param = (name: string): Value => {
+    const v = p.get(name);
+    if (v === undefined) throw new Error(`parameter ${name} is not declared`);
+    return v;
+  };
+  const C = c.dModel;
+  const H = c.nHeads;
+  const D = C / H;
+  const scalar = (x: number): Value => b.scalar(dtype, x);
+
+  // Sizes known only at run time.
+  const shape = b.shapeOf(inputIds); //                                   [2] = (B, T)
+  // Symbolic names of B and T, so that build-time shapes stay exact where inference cannot see them.
+  const Bdim = inputIds.shape?.[0] ?? 'batch';
+  const Tdim = inputIds.shape?.[1] ?? 'seq';
+  const T1 = b.op('Slice', [shape, b.ints([1]), b.ints([2]), b.ints([0])]); // [1] = (T)
+
+  // ---- embeddings: x = wte[ids] + wpe[0:T]
+  const tok = b.gather(param('transformer.wte.weight'), inputIds); //      [B,T,C]
+  const pos = b.op('Slice', [param('transformer.wpe.weight'), b.ints([0]), T1, b.ints([0])], {}, { shape: [Tdim, C] }); // [T,C]
+  let x = b.add(tok, pos); //                                             [B,T,C]
+
+  // ---- attention bias: causal (−1e4 above the diagonal) + padding (−1e4 on padded keys)
+  const TT = b.op('Concat', [T1, T1], { axis: 0 }); //                     [2] = (T, T)
+  const fill = b.op('ConstantOfShape', [TT], { value: { tensor: { dtype, dims: [1], data: dtypeArray(dtype, [-1e4]) } } }, { shape: [Tdim, Tdim] });
+  const causal = b.op('Trilu', [fill, b.scalar('int64', 1)], { upper: 1 }, { shape: [Tdim, Tdim] }); // [T,T]
+  const maskF = b.cast(attentionMask, dtype); //                           [B,T]
+  const padBias = b.unsqueeze(b.mul(b.sub(scalar(1), maskF), scalar(-1e4)), [1, 2]); // [B,1,1,T]
+  const attnBias = b.add(causal, padBias); //                              [B,1,T,T]
+
+  const qScale = scalar(1 / Math.sqrt(D));
+  for (let i = 0; i < c.nLayers; i++) {
+    const L = `transformer.h.${i}`;
+    // ---- causal self-attention
+    const h = b.layerNorm(x, param(`${L}.ln_1.weight`), param(`${L}.ln_1.bias`), c.layerNormEps); // [B,T,C]
+    const qkv = b.add(b.matmul(h, param(`${L}.attn.c_attn.weight`)), param(`${L}.attn.c_attn.bias`)); // [B,T,3C]
+    const part = (k: number): Value => b.reshape(b.op('Slice', [qkv, b.ints([k * C]), b.ints([(k + 1) * C]), b.ints([2])]), [0, 0, H, D]); // [B,T,H,D]
+    const q = b.transpose(b.mul(part(0), qScale), [0, 2, 1, 3]); //         [B,H,T,D]
+    const kT = b.transpose(part(1), [0, 2, 3, 1]); //                       [B,H,D,T]
+    const v = b.transpose(part(2), [0, 2, 1, 3]); //                        [B,H,T,D]
+    const att = b.softmax(b.add(b.matmul(q, kT), attnBias), -1); //          [B,H,T,T]
+    const y = b.reshape(b.transpose(b.matmul(att, v), [0, 2, 1, 3]), [0, 0, C]); // [B,T,C]
+    x = b.add(x, b.add(b.matmul(y, param(`${L}.attn.c_proj.weight`)), param(`${L}.attn.c_proj.bias`)));
+
+    // ---- MLP
+    const h2 = b.layerNorm(x, param(`${L}.ln_2.weight`), param(`${L}.ln_2.bias`), c.layerNormEps);
+    const u = b.add(b.matmul(h2, param(`${L}.mlp.c_fc.weight`)), param(`${L}.mlp.c_fc.bias`)); // [B,T,4C]
+    const g = gelu(b, u, c.activation, dtype);
+    x = b.add(x, b.add(b.matmul(g, param(`${L}.mlp.c_proj.weight`)), param(`${L}.mlp.c_proj.bias`)));
+  }
+
+  // ---- pool the last real token: flat index b·T + (Σ mask_b − 1) into x viewed as [B·T, C]
+  const lastIndex = b.sub(b.reduceSum(attentionMask, [1], false), b.scalar('int64', 1)); // [B]
+  const B0 = b.op('Gather', [shape, b.scalar('int64', 0)], { axis: 0 }); //  scalar B
+  const T0 = b.op('Gather', [shape, b.scalar('int64', 1)], { axis: 0 }); //  scalar T
+  const rowStart = b.mul(b.op('Range', [b.scalar('int64', 0), B0, b.scalar('int64', 1)], {}, { shape: [Bdim] }), T0); // [B]
+  const flatIndex = b.add(rowStart, lastIndex); //                         [B]
+
+  const lnF = (t: Value): Value => b.layerNorm(t, param('transformer.ln_f.weight'), param('transformer.ln_f.bias'), c.layerNormEps);
+  let pooled: Value; //                                                    [B,C]
+  let lmLogits: Value | undefined;
+  if (options.lmHead) {
+    const hf = lnF(x); //                                                  [B,T,C]
+    lmLogits = b.matmul(hf, b.transpose(param('transformer.wte.weight'), [1, 0])); // [B,T,V]
+    pooled = b.gather(b.reshape(hf, [-1, C]), flatIndex);
+  } else {
+    // LayerNorm is per token, so normalising only the pooled rows gives the same numbers.
+    pooled = lnF(b.gather(b.reshape(x, [-1, C]), flatIndex));
+  }
+
+  // ---- reward head
+  let rewards: Value; //                                                   [B,K]
+  if (c.head === 'linear') {
+    rewards = b.matmul(pooled, b.transpose(param('score.weight'), [1, 0]));
+  } else {
+    const hidden = b.op('Relu', [b.add(b.matmul(pooled, b.transpose(param('score.1.weight'), [1, 0])), param('score.1.bias'))]);
+    rewards = b.add(b.matmul(hidden, b.transpose(param('score.3.weight'), [1, 0])), param('score.3.bias'));
+  }
+  return lmLogits === undefined ? { rewards } : { rewards, lmLogits };
+}
+
+/** GELU in the form the config names; autodiff differentiates exactly the nodes emitted here. */
+function gelu(b: GraphBuilder, u: Value, form: Activation, dtype: DType): Value {
+  const s = (x: number): Value => b.scalar(dtype, x);
+  const half = b.mul(u, s(0.5));
+  if (form === 'gelu') {
+    // 0.5·u·(1 + erf(u/√2))
+    return b.mul(half, b.add(s(1), b.op('Erf', [b.mul(u, s(Math.SQRT1_2))])));
+  }
+  // 0.5·u·(1 + tanh(√(2/π)·(u + 0.044715·u³)))
+  const cube = b.mul(b.mul(u, u), u);
+  const inner = b.mul(b.add(u, b.mul(cube, s(0.044715))), s(Math.sqrt(2 / Math.PI)));
+  return b.mul(half, b.add(s(1), b.op('Tanh', [inner])));
+}
+
+function dtypeArray(dtype: DType, values: number[]): Float32Array | Float64Array {
+  return dtype === 'float64' ? Float64Array.from(values) : Float32Array.from(values);
+}
