@@ -6,6 +6,7 @@ export { lsc } from './lsc.js';
 export { znorm } from './znorm.js';
 export { clip } from './clip.js';
 export { quantile, DEFAULT_REFERENCE_QUANTILE } from './quantile.js';
+export { resolveReference, type ReferenceCandidates, type ReferenceSource, type ResolvedReference } from './reference.js';
 export {
   applyTransform,
   isTransformName,
