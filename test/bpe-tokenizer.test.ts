@@ -4,6 +4,8 @@ import { gunzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { trainByteLevelBpe } from '../src/training/tokenizer/index.js';
+import { buildWordTable } from '../src/training/tokenizer/train-byte-level-bpe.js';
+import { learnMerges } from '../src/training/tokenizer/learn-merges.js';
 
 interface HhPair {
   chosen: string;
@@ -52,6 +54,20 @@ test('merges fire at encode time: held-out text compresses well below one token 
   }
   // With 743 merges on English dialogue a byte-level BPE gets ~3 bytes per token.
   assert.ok(bytes / tokens > 2.5, `only ${(bytes / tokens).toFixed(2)} bytes per token`);
+});
+
+test("the loader segments every training word exactly as the trainer's merges left it", () => {
+  // If the written merges, their order or the pre-tokenizer disagreed with the trainer's view,
+  // encode-time segmentation would drift from what was learned (and cost tokens) silently.
+  const { table, texts, initialTokens } = buildWordTable(trainTexts, ['<|endoftext|>']);
+  const { tokens } = learnMerges(table, initialTokens, VOCAB, 2);
+  let differing = 0;
+  texts.forEach((word, k) => {
+    const ours = Array.from(table.words[k], (id) => tokens[id]);
+    if (ours.join(' ') !== tokenizer.encode(word).tokens.join(' ')) differing++;
+  });
+  assert.ok(texts.length > 3000);
+  assert.equal(differing, 0);
 });
 
 test('common words become single tokens', () => {

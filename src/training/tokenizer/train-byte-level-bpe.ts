@@ -1,5 +1,5 @@
 import { BYTE_TO_CHAR, preTokenize, utf8Bytes } from './byte-level.js';
-import { learnMerges } from './learn-merges.js';
+import { learnMerges, type WordTable } from './learn-merges.js';
 
 /**
  * Trains a GPT-2-style byte-level BPE tokenizer from a corpus and returns it as the two files a
@@ -104,19 +104,8 @@ export function trainByteLevelBpe(texts: Iterable<string>, options: BpeTrainingO
     throw new Error(`special tokens must be distinct and non-empty: ${JSON.stringify(specialTokens)}`);
   }
 
-  const wordCounts = countPreTokens(texts, specialTokens, maxTrainChars);
-
-  const byteChars = BYTE_TO_CHAR.slice().sort();
-  const initialTokens = [...specialTokens, ...byteChars];
-  const idOfByte = Int32Array.from(BYTE_TO_CHAR, (c) => specialTokens.length + byteChars.indexOf(c));
-  const words: Int32Array[] = [];
-  const counts: number[] = [];
-  for (const [word, count] of wordCounts) {
-    words.push(Int32Array.from(utf8Bytes(word), (b) => idOfByte[b]));
-    counts.push(count);
-  }
-
-  const { tokens, merges } = learnMerges({ words, counts }, initialTokens, options.vocabSize, minFrequency);
+  const { table, initialTokens } = buildWordTable(texts, specialTokens, maxTrainChars);
+  const { tokens, merges } = learnMerges(table, initialTokens, options.vocabSize, minFrequency);
 
   const vocab: Record<string, number> = {};
   tokens.forEach((t, id) => {
@@ -181,10 +170,33 @@ export function trainByteLevelBpe(texts: Iterable<string>, options: BpeTrainingO
 }
 
 /**
+ * The corpus as the merge learner sees it: each distinct pre-token (`texts` its raw text) written in
+ * the ids of the initial vocabulary (special tokens, then the byte characters by code point),
+ * with its frequency. Exported so tests can compare the trainer's segmentation with a loader's.
+ */
+export function buildWordTable(
+  texts: Iterable<string>,
+  specialTokens: readonly string[],
+  maxChars = Number.POSITIVE_INFINITY,
+): { table: WordTable; texts: string[]; initialTokens: string[] } {
+  const wordCounts = countPreTokens(texts, specialTokens, maxChars);
+  const byteChars = BYTE_TO_CHAR.slice().sort();
+  const initialTokens = [...specialTokens, ...byteChars];
+  const idOfByte = Int32Array.from(BYTE_TO_CHAR, (c) => specialTokens.length + byteChars.indexOf(c));
+  const words: Int32Array[] = [];
+  const counts: number[] = [];
+  for (const [word, count] of wordCounts) {
+    words.push(Int32Array.from(utf8Bytes(word), (b) => idOfByte[b]));
+    counts.push(count);
+  }
+  return { table: { words, counts }, texts: [...wordCounts.keys()], initialTokens };
+}
+
+/**
  * Pre-token → frequency over the corpus. Special tokens are cut out of the text first, as the
  * loader does before pre-tokenizing, so their characters never feed merges.
  */
-function countPreTokens(texts: Iterable<string>, specialTokens: string[], maxChars: number): Map<string, number> {
+function countPreTokens(texts: Iterable<string>, specialTokens: readonly string[], maxChars: number): Map<string, number> {
   const counts = new Map<string, number>();
   const splitter =
     specialTokens.length === 0
