@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gunzipSync } from 'node:zlib';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { trainByteLevelBpe } from '../src/training/tokenizer/index.js';
+import { trainByteLevelBpe, writeTokenizerFiles } from '../src/training/tokenizer/index.js';
 import { buildWordTable } from '../src/training/tokenizer/train-byte-level-bpe.js';
 import { learnMerges } from '../src/training/tokenizer/learn-merges.js';
 
@@ -143,4 +145,21 @@ test('maxTrainChars limits the corpus read', () => {
   const capped = trainByteLevelBpe(trainTexts, { vocabSize: VOCAB, maxTrainChars: 2000 });
   const full = trained.tokenizerJson.model.merges.length;
   assert.ok(capped.tokenizerJson.model.merges.length < full / 2);
+});
+
+test('tokenizer files written to a folder load back, keeping an existing chat template', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rmserve-bpe-'));
+  try {
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: '{{ messages }}', padding_side: 'left' }));
+    writeTokenizerFiles(dir, trained);
+    const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as object;
+    const config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(config.chat_template, '{{ messages }}');
+    assert.equal(config.padding_side, 'right', 'the trained config wins over stale keys');
+    const loaded = new Tokenizer(json, config);
+    const text = heldOut[0];
+    assert.deepEqual(loaded.encode(text).ids, tokenizer.encode(text).ids);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
