@@ -13,7 +13,8 @@ export const ScoreItemSchema = Type.Union([
   Type.Object(
     {
       prompt: Type.Union([Type.String(), Type.Array(ChatMessageSchema, { minItems: 1 })]),
-      response: Type.String({ minLength: 1 }),
+      // An empty response is legal: RL policies produce them and they deserve a (low) score, not an error.
+      response: Type.String(),
     },
     { additionalProperties: false },
   ),
