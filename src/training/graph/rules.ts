@@ -196,6 +196,28 @@ export const vjpRules: Record<string, VjpRule> = {
     ];
   },
 
+  // Y = |X|: X̄ = ḡ ⊙ sign(X)
+  Abs: ({ b, x, g }) => [b.mul(g[0]!, b.op('Sign', [x[0]!]))],
+
+  // Y = sin X: X̄ = ḡ ⊙ cos X;  Y = cos X: X̄ = −ḡ ⊙ sin X
+  Sin: ({ b, x, g }) => [b.mul(g[0]!, b.op('Cos', [x[0]!]))],
+  Cos: ({ b, x, g }) => [b.neg(b.mul(g[0]!, b.op('Sin', [x[0]!])))],
+
+  // Y = clip(X, lo, hi): X̄ = ḡ where lo ≤ X ≤ hi, else 0 (bounds get no gradient)
+  Clip: ({ b, x, g }) => {
+    const X = x[0]!;
+    let inside: Value | null = null;
+    if (x[1]) inside = b.op('GreaterOrEqual', [X, x[1]]);
+    if (x[2]) {
+      const le = b.op('LessOrEqual', [X, x[2]]);
+      inside = inside ? b.op('And', [inside, le]) : le;
+    }
+    return [inside ? b.op('Where', [inside, g[0]!, scalarLike(b, X, 0)]) : g[0]!, null, null];
+  },
+
+  // Y = triu/tril(X, k): X̄ = the same triangle of ḡ
+  Trilu: ({ b, node, x, g }) => [b.op('Trilu', x[1] ? [g[0]!, x[1]] : [g[0]!], { upper: attrInt(node, 'upper', 1) }), null],
+
   // Y = σ(X): X̄ = ḡ ⊙ Y ⊙ (1 − Y)
   Sigmoid: ({ b, y, g }) => [b.mul(g[0]!, b.mul(y[0]!, b.sub(scalarLike(b, y[0]!, 1), y[0]!)))],
 
@@ -276,6 +298,12 @@ export const vjpRules: Record<string, VjpRule> = {
       needGrad(a, 1, () => unbroadcast(b, b.mul(gy, xhat), shape, scale)),
       bias ? needGrad(a, 2, () => unbroadcast(b, gy, shape, bias)) : null,
     ];
+  },
+
+  // Y = Σ_axes X²: X̄ = 2X ⊙ ḡ broadcast back
+  ReduceSumSquare: ({ b, node, x, g }) => {
+    const X = x[0]!;
+    return [b.mul(expandReduced(b, node, g[0]!, X), b.mul(X, scalarLike(b, X, 2))), null];
   },
 
   // Y = Σ_axes X: X̄ = ḡ broadcast back over the reduced axes
@@ -455,6 +483,30 @@ export const vjpRules: Record<string, VjpRule> = {
         const gb = unbroadcast(b, b.matmul(transposeLast2(b, A2), g2), [...batch, ...B2.shape!.slice(-2)], B2);
         return rb === 1 ? b.squeeze(gb, [-1]) : gb;
       }),
+    ];
+  },
+
+  // Y = α·op(A)·op(B) + β·C, op = transpose when transA/transB:
+  //   Ā = α·ḡ·op(B)ᵀ (transposed back if transA),  B̄ = α·op(A)ᵀ·ḡ (transposed back if transB),  C̄ = β·unb(ḡ)
+  Gemm: (a) => {
+    const { b, node, x, y, g } = a;
+    const [A, B, C] = [x[0]!, x[1]!, x[2] ?? null];
+    const ta = attrInt(node, 'transA', 0);
+    const tb = attrInt(node, 'transB', 0);
+    const alpha = typeof node.attrs['alpha'] === 'number' ? node.attrs['alpha'] : 1;
+    const beta = typeof node.attrs['beta'] === 'number' ? node.attrs['beta'] : 1;
+    const gy = g[0]!;
+    return [
+      needGrad(a, 0, () => (ta
+        ? b.op('Gemm', [B, gy], { transA: tb, transB: 1, alpha: { float: alpha } }, { shape: A.shape })
+        : b.op('Gemm', [gy, B], { transA: 0, transB: tb ? 0 : 1, alpha: { float: alpha } }, { shape: A.shape }))),
+      needGrad(a, 1, () => (tb
+        ? b.op('Gemm', [gy, A], { transA: 1, transB: ta, alpha: { float: alpha } }, { shape: B.shape })
+        : b.op('Gemm', [A, gy], { transA: ta ? 0 : 1, transB: 0, alpha: { float: alpha } }, { shape: B.shape }))),
+      C ? needGrad(a, 2, () => {
+        const gc = unbroadcast(b, gy, y[0]!.shape, C);
+        return beta === 1 ? gc : b.mul(gc, scalarLike(b, C, beta));
+      }) : null,
     ];
   },
 

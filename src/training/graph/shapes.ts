@@ -91,7 +91,8 @@ export function reduceAxes(
 const UNARY_SAME = new Set([
   'Identity', 'Neg', 'Exp', 'Log', 'Sigmoid', 'Softplus', 'Tanh', 'Erf', 'Gelu', 'Sqrt', 'Relu', 'Abs',
   'Softmax', 'LogSoftmax', 'Reciprocal', 'Floor', 'Ceil', 'Sign', 'Trilu', 'Not', 'IsNaN', 'IsInf',
-  'Sin', 'Cos', 'LeakyRelu', 'Elu', 'Clip', 'Round', 'CumSum',
+  'Sin', 'Cos', 'Tan', 'Asin', 'Acos', 'Atan', 'Sinh', 'Cosh', 'LeakyRelu', 'Elu', 'Selu', 'Softsign',
+  'HardSigmoid', 'Clip', 'Round', 'CumSum',
 ]);
 const BROADCAST = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Mean', 'Mod',
   'Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Where', 'BitShift']);
@@ -214,6 +215,14 @@ export function inferOutputs(
       const v = attrs['value'];
       const dtype = v && typeof v === 'object' && 'tensor' in v ? v.tensor.dtype : 'float32';
       return same(ctx.shapeValue(x!), dtype);
+    }
+    case 'Flatten': {
+      if (!xs) return same(undefined);
+      const axis = intAttr(attrs, 'axis', 1);
+      const a = axis < 0 ? axis + xs.length : axis;
+      const prod = (ds: Dim[]): Dim => (ds.every((d) => typeof d === 'number')
+        ? (ds as number[]).reduce((p, d) => p * d, 1) : ctx.freshDim());
+      return same([prod(xs.slice(0, a)), prod(xs.slice(a))]);
     }
     case 'Transpose': {
       if (!xs) return same(undefined);
