@@ -3,9 +3,9 @@
 // inputs, so the step graph is built once and the weights stream through it) and the export
 // (parameters are initializers). Same nodes in both, so the server scores what the trainer saw.
 //
-// Parameter names are Hugging Face GPT-2's (GPT2ForSequenceClassification), so an HF
-// `model.safetensors` loads by name; GPT-2's Conv1D stores weights as [in, out] and HF's
-// nn.Linear (the score head) as [out, in]; both are kept as they are.
+// Parameter names and layouts are the trainer's neutral ones from hf-gpt2.ts (tok_emb, pos_emb,
+// blocks.{i}.attn.qkv.w, ...; every weight [in, out], y = x·w + b, the same layout as HF GPT-2's
+// Conv1D), so loadHfGpt2() fills them directly and checkpoints use the same names.
 //
 // Shapes in comments: B batch, T sequence, C d_model, H heads, D = C/H, V vocab, K objectives.
 import type { DType, GraphBuilder, Value } from './graph/builder.js';
@@ -73,39 +73,35 @@ export interface ParamSpec {
 export function parameterSpecs(c: RewardModelConfig): ParamSpec[] {
   const C = c.dModel;
   const specs: ParamSpec[] = [
-    { name: 'transformer.wte.weight', shape: [c.vocabSize, C], init: 'normal', decay: false },
-    { name: 'transformer.wpe.weight', shape: [c.maxLength, C], init: 'normal', decay: false },
+    { name: 'tok_emb', shape: [c.vocabSize, C], init: 'normal', decay: false },
+    { name: 'pos_emb', shape: [c.maxLength, C], init: 'normal', decay: false },
   ];
   const ln = (prefix: string): ParamSpec[] => [
-    { name: `${prefix}.weight`, shape: [C], init: 'ones', decay: false },
-    { name: `${prefix}.bias`, shape: [C], init: 'zeros', decay: false },
+    { name: `${prefix}.g`, shape: [C], init: 'ones', decay: false },
+    { name: `${prefix}.b`, shape: [C], init: 'zeros', decay: false },
   ];
-  const dense = (prefix: string, nIn: number, nOut: number, init: ParamInit): ParamSpec[] => [
-    { name: `${prefix}.weight`, shape: [nIn, nOut], init, decay: true },
-    { name: `${prefix}.bias`, shape: [nOut], init: 'zeros', decay: false },
+  const dense = (prefix: string, nIn: number, nOut: number, init: ParamInit, bias = true): ParamSpec[] => [
+    { name: `${prefix}.w`, shape: [nIn, nOut], init, decay: true },
+    ...(bias ? [{ name: `${prefix}.b`, shape: [nOut], init: 'zeros' as const, decay: false }] : []),
   ];
   for (let i = 0; i < c.nLayers; i++) {
-    const p = `transformer.h.${i}`;
+    const p = `blocks.${i}`;
     specs.push(
-      ...ln(`${p}.ln_1`),
-      ...dense(`${p}.attn.c_attn`, C, 3 * C, 'normal'),
-      ...dense(`${p}.attn.c_proj`, C, C, 'residual'),
-      ...ln(`${p}.ln_2`),
-      ...dense(`${p}.mlp.c_fc`, C, c.dMlp, 'normal'),
-      ...dense(`${p}.mlp.c_proj`, c.dMlp, C, 'residual'),
+      ...ln(`${p}.ln1`),
+      ...dense(`${p}.attn.qkv`, C, 3 * C, 'normal'),
+      ...dense(`${p}.attn.proj`, C, C, 'residual'),
+      ...ln(`${p}.ln2`),
+      ...dense(`${p}.mlp.fc`, C, c.dMlp, 'normal'),
+      ...dense(`${p}.mlp.proj`, c.dMlp, C, 'residual'),
     );
   }
-  specs.push(...ln('transformer.ln_f'));
+  specs.push(...ln('ln_f'));
   if (c.head === 'linear') {
-    specs.push({ name: 'score.weight', shape: [c.numObjectives, C], init: 'normal', decay: true });
+    // No bias: Bradley–Terry only sees reward differences (HF's score head has none either).
+    specs.push(...dense('head.out', C, c.numObjectives, 'normal', false));
   } else {
-    // GRM's head is Sequential(Dropout, Linear, ReLU, Linear): indices 1 and 3.
-    specs.push(
-      { name: 'score.1.weight', shape: [c.headHidden, C], init: 'normal', decay: true },
-      { name: 'score.1.bias', shape: [c.headHidden], init: 'zeros', decay: false },
-      { name: 'score.3.weight', shape: [c.numObjectives, c.headHidden], init: 'normal', decay: true },
-      { name: 'score.3.bias', shape: [c.numObjectives], init: 'zeros', decay: false },
-    );
+    // GRM's head: Linear(C, H') → ReLU → Linear(H', K).
+    specs.push(...dense('head.fc', C, c.headHidden, 'normal'), ...dense('head.out', c.headHidden, c.numObjectives, 'normal'));
   }
   return specs;
 }
@@ -145,7 +141,7 @@ export function initWeights(c: RewardModelConfig, seed: number, options: { zeroH
   for (const spec of parameterSpecs(c)) {
     const n = spec.shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
-    const headOut = spec.name === 'score.weight' || spec.name.startsWith('score.3.');
+    const headOut = spec.name.startsWith('head.out.');
     if (spec.init === 'ones') data.fill(1);
     else if ((spec.init === 'normal' || spec.init === 'residual') && !(options.zeroHead && headOut)) {
       const std = spec.init === 'residual' ? c.initStd / Math.sqrt(2 * c.nLayers) : c.initStd;
@@ -194,7 +190,7 @@ export function buildForward(
   b: GraphBuilder, c: RewardModelConfig, p: ParamValues, inputIds: Value, attentionMask: Value,
   options: ForwardOptions = {},
 ): ForwardResult {
-  const dtype = (p.get('transformer.wte.weight') as Value).dtype;
+  const dtype = (p.get('tok_emb') as Value).dtype;
   const param = (name: string): Value => {
     const v = p.get(name);
     if (v === undefined) throw new Error(`parameter ${name} is not declared`);
@@ -210,11 +206,14 @@ export function buildForward(
   // Symbolic names of B and T, so that build-time shapes stay exact where inference cannot see them.
   const Bdim = inputIds.shape?.[0] ?? 'batch';
   const Tdim = inputIds.shape?.[1] ?? 'seq';
-  const T1 = b.op('Slice', [shape, b.ints([1]), b.ints([2]), b.ints([0])]); // [1] = (T)
+  const B0 = b.op('Gather', [shape, b.scalar('int64', 0)], { axis: 0 }); //  scalar B
+  const T0 = b.op('Gather', [shape, b.scalar('int64', 1)], { axis: 0 }); //  scalar T
+  const T1 = b.unsqueeze(T0, [0]); //                                       [1] = (T)
 
-  // ---- embeddings: x = wte[ids] + wpe[0:T]
-  const tok = b.gather(param('transformer.wte.weight'), inputIds); //      [B,T,C]
-  const pos = b.op('Slice', [param('transformer.wpe.weight'), b.ints([0]), T1, b.ints([0])], {}, { shape: [Tdim, C] }); // [T,C]
+  // ---- embeddings: x = tok_emb[ids] + pos_emb[0:T]
+  const tok = b.gather(param('tok_emb'), inputIds); //                      [B,T,C]
+  const positions = b.op('Range', [b.scalar('int64', 0), T0, b.scalar('int64', 1)], {}, { shape: [Tdim] }); // [T]
+  const pos = b.gather(param('pos_emb'), positions); //                     [T,C]
   let x = b.add(tok, pos); //                                             [B,T,C]
 
   // ---- attention bias: causal (−1e4 above the diagonal) + padding (−1e4 on padded keys)
@@ -227,38 +226,36 @@ export function buildForward(
 
   const qScale = scalar(1 / Math.sqrt(D));
   for (let i = 0; i < c.nLayers; i++) {
-    const L = `transformer.h.${i}`;
+    const L = `blocks.${i}`;
     // ---- causal self-attention
-    const h = b.layerNorm(x, param(`${L}.ln_1.weight`), param(`${L}.ln_1.bias`), c.layerNormEps); // [B,T,C]
-    const qkv = b.add(b.matmul(h, param(`${L}.attn.c_attn.weight`)), param(`${L}.attn.c_attn.bias`)); // [B,T,3C]
+    const h = b.layerNorm(x, param(`${L}.ln1.g`), param(`${L}.ln1.b`), c.layerNormEps); // [B,T,C]
+    const qkv = b.add(b.matmul(h, param(`${L}.attn.qkv.w`)), param(`${L}.attn.qkv.b`)); // [B,T,3C]
     const part = (k: number): Value => b.reshape(b.op('Slice', [qkv, b.ints([k * C]), b.ints([(k + 1) * C]), b.ints([2])]), [0, 0, H, D]); // [B,T,H,D]
     const q = b.transpose(b.mul(part(0), qScale), [0, 2, 1, 3]); //         [B,H,T,D]
     const kT = b.transpose(part(1), [0, 2, 3, 1]); //                       [B,H,D,T]
     const v = b.transpose(part(2), [0, 2, 1, 3]); //                        [B,H,T,D]
     const att = b.softmax(b.add(b.matmul(q, kT), attnBias), -1); //          [B,H,T,T]
     const y = b.reshape(b.transpose(b.matmul(att, v), [0, 2, 1, 3]), [0, 0, C]); // [B,T,C]
-    x = b.add(x, b.add(b.matmul(y, param(`${L}.attn.c_proj.weight`)), param(`${L}.attn.c_proj.bias`)));
+    x = b.add(x, b.add(b.matmul(y, param(`${L}.attn.proj.w`)), param(`${L}.attn.proj.b`)));
 
     // ---- MLP
-    const h2 = b.layerNorm(x, param(`${L}.ln_2.weight`), param(`${L}.ln_2.bias`), c.layerNormEps);
-    const u = b.add(b.matmul(h2, param(`${L}.mlp.c_fc.weight`)), param(`${L}.mlp.c_fc.bias`)); // [B,T,4C]
+    const h2 = b.layerNorm(x, param(`${L}.ln2.g`), param(`${L}.ln2.b`), c.layerNormEps);
+    const u = b.add(b.matmul(h2, param(`${L}.mlp.fc.w`)), param(`${L}.mlp.fc.b`)); // [B,T,4C]
     const g = gelu(b, u, c.activation, dtype);
-    x = b.add(x, b.add(b.matmul(g, param(`${L}.mlp.c_proj.weight`)), param(`${L}.mlp.c_proj.bias`)));
+    x = b.add(x, b.add(b.matmul(g, param(`${L}.mlp.proj.w`)), param(`${L}.mlp.proj.b`)));
   }
 
   // ---- pool the last real token: flat index b·T + (Σ mask_b − 1) into x viewed as [B·T, C]
   const lastIndex = b.sub(b.reduceSum(attentionMask, [1], false), b.scalar('int64', 1)); // [B]
-  const B0 = b.op('Gather', [shape, b.scalar('int64', 0)], { axis: 0 }); //  scalar B
-  const T0 = b.op('Gather', [shape, b.scalar('int64', 1)], { axis: 0 }); //  scalar T
   const rowStart = b.mul(b.op('Range', [b.scalar('int64', 0), B0, b.scalar('int64', 1)], {}, { shape: [Bdim] }), T0); // [B]
   const flatIndex = b.add(rowStart, lastIndex); //                         [B]
 
-  const lnF = (t: Value): Value => b.layerNorm(t, param('transformer.ln_f.weight'), param('transformer.ln_f.bias'), c.layerNormEps);
+  const lnF = (t: Value): Value => b.layerNorm(t, param('ln_f.g'), param('ln_f.b'), c.layerNormEps);
   let pooled: Value; //                                                    [B,C]
   let lmLogits: Value | undefined;
   if (options.lmHead) {
     const hf = lnF(x); //                                                  [B,T,C]
-    lmLogits = b.matmul(hf, b.transpose(param('transformer.wte.weight'), [1, 0])); // [B,T,V]
+    lmLogits = b.matmul(hf, b.transpose(param('tok_emb'), [1, 0])); // [B,T,V]
     pooled = b.gather(b.reshape(hf, [-1, C]), flatIndex);
   } else {
     // LayerNorm is per token, so normalising only the pooled rows gives the same numbers.
@@ -268,10 +265,10 @@ export function buildForward(
   // ---- reward head
   let rewards: Value; //                                                   [B,K]
   if (c.head === 'linear') {
-    rewards = b.matmul(pooled, b.transpose(param('score.weight'), [1, 0]));
+    rewards = b.matmul(pooled, param('head.out.w'));
   } else {
-    const hidden = b.op('Relu', [b.add(b.matmul(pooled, b.transpose(param('score.1.weight'), [1, 0])), param('score.1.bias'))]);
-    rewards = b.add(b.matmul(hidden, b.transpose(param('score.3.weight'), [1, 0])), param('score.3.bias'));
+    const hidden = b.op('Relu', [b.add(b.matmul(pooled, param('head.fc.w')), param('head.fc.b'))]); // [B,H']
+    rewards = b.add(b.matmul(hidden, param('head.out.w')), param('head.out.b'));
   }
   return lmLogits === undefined ? { rewards } : { rewards, lmLogits };
 }

@@ -1,0 +1,167 @@
+// The training step as one ONNX graph: forward on chosen + rejected as one batch, the pairwise
+// loss, the backward pass (graph/autodiff.ts) and the AdamW update with clipping and the LR
+// schedule (graph/optim.ts). Built once per run with dynamic batch and sequence axes, so every
+// mini-batch shape runs through the same session; parameters and moments go in as inputs and
+// come out as outputs, and the loop feeds each step's outputs to the next without copying.
+import * as ort from 'onnxruntime-node';
+import { gradients } from './graph/autodiff.js';
+import { GraphBuilder, type DType, type Value } from './graph/builder.js';
+import { addOptimizerStep, type AdamWOptions, type LrSchedule } from './graph/optim.js';
+import { lossFor, type LossConfig } from './losses.js';
+import { buildForward, declareParamInputs, parameterSpecs, type RewardModelConfig } from './model.js';
+import type { ParamTensors } from './evaluate.js';
+
+/**
+ * Step-graph inputs besides the parameters (rows 0..P−1 are the chosen responses, P..2P−1 the
+ * rejected ones, in the same pair order):
+ *   input_ids, attention_mask  int64 [2P, T]
+ *   margin                     [P]     Bradley–Terry margin (0 where none)
+ *   objective                  [P, K]  one-hot: which reward column each pair is about
+ */
+export interface PairLoss {
+  loss: Value; //                 scalar
+  terms: Record<string, Value>; // scalars
+  chosen: Value; //               [P]
+  rejected: Value; //             [P]
+}
+
+export function addPairLoss(b: GraphBuilder, c: RewardModelConfig, params: Map<string, Value>, loss: LossConfig, dtype: DType): PairLoss {
+  const ids = b.input('input_ids', 'int64', ['rows', 'seq']);
+  const mask = b.input('attention_mask', 'int64', ['rows', 'seq']);
+  const margin = b.input('margin', dtype, ['pairs']);
+  const objective = b.input('objective', dtype, ['pairs', c.numObjectives]);
+  const { rewards } = buildForward(b, c, params, ids, mask); //               [2P,K]
+  const halves = b.reshape(rewards, [2, -1, c.numObjectives]); //             [2,P,K]
+  const column = (half: number): Value => {
+    const r = b.op('Gather', [halves, b.scalar('int64', half)], { axis: 0 }, { shape: ['pairs', c.numObjectives] }); // [P,K]
+    return b.reduceSum(b.mul(r, objective), [1], false); //                   [P]
+  };
+  const chosen = column(0);
+  const rejected = column(1);
+  const out = lossFor(loss)({ b, chosen, rejected, margin });
+  return { loss: out.loss, terms: out.terms, chosen, rejected };
+}
+
+export interface StepGraphOptions {
+  config: RewardModelConfig;
+  loss: LossConfig;
+  optimizer: AdamWOptions;
+  schedule: LrSchedule;
+}
+
+/** The whole step: outputs `<param>.next`, `adam_m.<param>.next`, `adam_v.<param>.next`, loss, terms, rewards, grad_norm, lr_used. */
+export function buildStepGraph(options: StepGraphOptions): Uint8Array {
+  const { config } = options;
+  const b = new GraphBuilder('reward_train_step');
+  const params = declareParamInputs(b, config);
+  const pl = addPairLoss(b, config, params, options.loss, 'float32');
+  const specs = parameterSpecs(config);
+  const grads = gradients(b, pl.loss, specs.map((s) => params.get(s.name) as Value));
+  addOptimizerStep(b, specs.map((s) => ({ value: params.get(s.name) as Value, decay: s.decay })), grads, {
+    ...options.optimizer,
+    schedule: options.schedule,
+  });
+  b.output(pl.loss, 'loss');
+  for (const [name, v] of Object.entries(pl.terms)) if (v !== pl.loss) b.output(v, `loss.${name}`);
+  b.output(pl.chosen, 'chosen_rewards');
+  b.output(pl.rejected, 'rejected_rewards');
+  return b.toModelProto({ docString: 'rmserve training step: forward, loss, backward, AdamW' });
+}
+
+/** Loss and its gradient with respect to every parameter, without the update (gradient checks). */
+export function buildLossGradGraph(config: RewardModelConfig, loss: LossConfig, dtype: DType): Uint8Array {
+  const b = new GraphBuilder('reward_loss_grad');
+  const params = declareParamInputs(b, config, dtype);
+  const pl = addPairLoss(b, config, params, loss, dtype);
+  const specs = parameterSpecs(config);
+  const grads = gradients(b, pl.loss, specs.map((s) => params.get(s.name) as Value));
+  b.output(pl.loss, 'loss');
+  for (const s of specs) b.output(grads.get(s.name) as Value, `grad.${s.name}`);
+  return b.toModelProto();
+}
+
+/** One mini-batch as the step graph takes it. */
+export interface StepBatch {
+  inputIds: ort.Tensor; //       int64 [2P, T]
+  attentionMask: ort.Tensor; //  int64 [2P, T]
+  margin: ort.Tensor; //         float32 [P]
+  objective: ort.Tensor; //      float32 [P, K]
+}
+
+export interface StepResult {
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  chosen: Float32Array;
+  rejected: Float32Array;
+  terms: Record<string, number>;
+}
+
+/** Optimizer state the loop carries between steps (and checkpoints). */
+export interface TrainState {
+  params: ParamTensors;
+  m: ParamTensors;
+  v: ParamTensors;
+  /** optimizer steps taken so far */
+  step: number;
+}
+
+export function zeroMoments(params: ParamTensors): ParamTensors {
+  return new Map([...params].map(([name, t]) => [name, new ort.Tensor('float32', new Float32Array(t.size), t.dims)]));
+}
+
+export class TrainStep {
+  private readonly names: string[];
+  private readonly fetches: string[];
+
+  private constructor(
+    readonly config: RewardModelConfig,
+    private readonly session: ort.InferenceSession,
+  ) {
+    this.names = parameterSpecs(config).map((s) => s.name);
+    this.fetches = [...session.outputNames];
+  }
+
+  static async create(options: StepGraphOptions, sessionOptions: ort.InferenceSession.SessionOptions = {}): Promise<TrainStep> {
+    const session = await ort.InferenceSession.create(buildStepGraph(options), { graphOptimizationLevel: 'all', ...sessionOptions });
+    return new TrainStep(options.config, session);
+  }
+
+  /** Runs one step and advances `state` in place to the updated parameters and moments. */
+  async run(state: TrainState, batch: StepBatch): Promise<StepResult> {
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: batch.inputIds,
+      attention_mask: batch.attentionMask,
+      margin: batch.margin,
+      objective: batch.objective,
+      step: new ort.Tensor('int64', BigInt64Array.of(BigInt(state.step + 1)), []),
+    };
+    for (const name of this.names) {
+      feeds[name] = state.params.get(name) as ort.Tensor;
+      feeds[`adam_m.${name}`] = state.m.get(name) as ort.Tensor;
+      feeds[`adam_v.${name}`] = state.v.get(name) as ort.Tensor;
+    }
+    const out = await this.session.run(feeds, this.fetches);
+    for (const name of this.names) {
+      state.params.set(name, out[`${name}.next`] as ort.Tensor);
+      state.m.set(name, out[`adam_m.${name}.next`] as ort.Tensor);
+      state.v.set(name, out[`adam_v.${name}.next`] as ort.Tensor);
+    }
+    state.step += 1;
+    const scalar = (name: string): number => (out[name] as ort.Tensor).data[0] as number;
+    const terms: Record<string, number> = {};
+    for (const name of this.fetches) if (name.startsWith('loss.')) terms[name.slice(5)] = scalar(name);
+    return {
+      loss: scalar('loss'),
+      gradNorm: scalar('grad_norm'),
+      lr: scalar('lr_used'),
+      chosen: (out.chosen_rewards as ort.Tensor).data as Float32Array,
+      rejected: (out.rejected_rewards as ort.Tensor).data as Float32Array,
+      terms,
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
