@@ -51,6 +51,7 @@ function attrInt(node: GraphNode, name: string, fallback: number): number {
 /**
  * Sums a gradient of shape `from` down to the shape of `target` (numpy broadcasting in reverse):
  * ReduceSum over leading axes target lacks and over axes where target has a 1 that was expanded.
+ * A symbolic dim ('batch') is taken never to be a broadcast 1: declare a dim as 1 where it is one.
  */
 export function unbroadcast(b: GraphBuilder, grad: Value, from: Dim[] | undefined, target: Value): Value {
   const to = target.shape;
