@@ -1,0 +1,310 @@
+// The training loop: length-bucketed mini-batches of pairs in a seeded order, one step-graph run
+// per batch, validation every N steps (pairwise accuracy, reward mean/std), the best weights kept,
+// checkpoints that resume the same trajectory, a progress line on a TTY and a JSONL metrics log.
+//
+// Resume is exact because everything that decides the next step is either in the checkpoint
+// (float32 parameters and moments, stored bit-for-bit; the step) or a pure function of the seed
+// and the step (the batch order: epoch e's order comes from seed + e alone).
+import { appendFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { loadCheckpoint, saveCheckpoint, type Param } from './checkpoint.js';
+import { RewardForward, pairMetrics, scorePairs, tensorsToWeights, weightsToTensors, type PairMetrics, type ParamTensors } from './evaluate.js';
+import type { EncodedPair } from './encode.js';
+import type { LrSchedule } from './graph/optim.js';
+import type { LossConfig } from './losses.js';
+import { parameterSpecs, seededRandom, type ModelWeights, type RewardModelConfig } from './model.js';
+import { padBatch } from './batch.js';
+import { TrainStep, zeroMoments, type StepBatch, type TrainState } from './step.js';
+
+/** A pair ready for the step graph. */
+export interface TrainExample extends EncodedPair {
+  /** Bradley–Terry margin (0 when the data gives none) */
+  margin: number;
+  /** index of the reward column this pair is about */
+  objective: number;
+}
+
+export interface OptimizerConfig {
+  lr: number;
+  /** linear warmup steps */
+  warmup: number;
+  /** cosine decays to lr · minLrRatio at the last step */
+  minLrRatio: number;
+  weightDecay: number;
+  /** global gradient-norm clip; 0 = off */
+  clip: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+}
+
+export const DEFAULT_OPTIMIZER: OptimizerConfig = {
+  lr: 3e-4, warmup: 20, minLrRatio: 0.1, weightDecay: 0.01, clip: 1, beta1: 0.9, beta2: 0.999, eps: 1e-8,
+};
+
+export interface LoopOptions {
+  model: RewardModelConfig;
+  loss: LossConfig;
+  optimizer: OptimizerConfig;
+  /** total optimizer steps (the LR schedule's length) */
+  steps: number;
+  /** pairs per step */
+  batchSize: number;
+  /** validate every this many steps (and at the end); 0 = only at the end */
+  evalEvery: number;
+  seed: number;
+  /** last.safetensors (resumable) and best.safetensors (weights) go here */
+  checkpointDir: string;
+  /** one JSON object per line: train steps and evaluations */
+  metricsPath?: string;
+  /** continue from this checkpoint (written by an earlier run with the same options) */
+  resume?: string;
+  /** stop after this step although the schedule runs to `steps` (an interrupted run) */
+  stopAfter?: number;
+  /** draw a progress line on stderr (default: when stderr is a TTY) */
+  progress?: boolean;
+  /** ORT session options for the step and evaluation graphs (threads, execution providers) */
+  session?: ort.InferenceSession.SessionOptions;
+  log?: (line: string) => void;
+}
+
+export interface StepRecord {
+  kind: 'train';
+  step: number;
+  loss: number;
+  accuracy: number;
+  grad_norm: number;
+  lr: number;
+  pairs: number;
+  tokens: number;
+  padded_tokens: number;
+  seconds: number;
+}
+
+export interface EvalRecord extends PairMetrics {
+  kind: 'eval';
+  step: number;
+}
+
+export interface LoopResult {
+  /** weights of the best validation accuracy (the last weights when there is no validation set) */
+  best: ModelWeights;
+  bestStep: number;
+  bestValidation: PairMetrics | undefined;
+  last: ModelWeights;
+  lastValidation: PairMetrics | undefined;
+  steps: StepRecord[];
+  evals: EvalRecord[];
+  /** real tokens per second over the steps of this run (excluding evaluation) */
+  tokensPerSecond: number;
+}
+
+/** The pair indices of every batch of epoch `epoch`: shuffled, bucketed by length, batches shuffled. */
+export function epochBatches(lengths: readonly number[], batchSize: number, seed: number, epoch: number): number[][] {
+  const rand = seededRandom((seed * 1000003 + epoch * 7919) >>> 0);
+  const order = shuffle(lengths.map((_, i) => i), rand);
+  // Sort within windows of 32 batches: pairs of similar length share a batch (less padding)
+  // while the order stays random at the scale of an epoch.
+  const window = batchSize * 32;
+  const batches: number[][] = [];
+  for (let start = 0; start < order.length; start += window) {
+    const chunk = order.slice(start, start + window).sort((a, b) => (lengths[a] as number) - (lengths[b] as number));
+    for (let i = 0; i < chunk.length; i += batchSize) batches.push(chunk.slice(i, i + batchSize));
+  }
+  return shuffle(batches, rand);
+}
+
+function shuffle<T>(items: T[], rand: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
+  return items;
+}
+
+export function makeStepBatch(examples: readonly TrainExample[], numObjectives: number, padId: number): StepBatch & { tokens: number; paddedTokens: number } {
+  const P = examples.length;
+  const rows = [...examples.map((e) => e.chosen), ...examples.map((e) => e.rejected)];
+  const padded = padBatch(rows, padId);
+  const objective = new Float32Array(P * numObjectives);
+  examples.forEach((e, i) => (objective[i * numObjectives + e.objective] = 1));
+  return {
+    inputIds: padded.inputIds,
+    attentionMask: padded.attentionMask,
+    margin: new ort.Tensor('float32', Float32Array.from(examples, (e) => e.margin), [P]),
+    objective: new ort.Tensor('float32', objective, [P, numObjectives]),
+    tokens: padded.tokens,
+    paddedTokens: padded.inputIds.size,
+  };
+}
+
+function toParams(tensors: ParamTensors): Map<string, Param> {
+  return new Map([...tensors].map(([name, t]) => [name, { shape: t.dims.slice(), data: t.data as Float32Array }]));
+}
+
+function fromParams(c: RewardModelConfig, params: Map<string, Param>, what: string): ParamTensors {
+  return new Map(
+    parameterSpecs(c).map((s) => {
+      const p = params.get(s.name);
+      if (p === undefined) throw new Error(`${what} has no ${s.name}`);
+      if (p.shape.join() !== s.shape.join()) throw new Error(`${what}: ${s.name} has shape [${p.shape}], the model needs [${s.shape}]`);
+      return [s.name, new ort.Tensor('float32', p.data, s.shape)];
+    }),
+  );
+}
+
+interface ResumeState {
+  bestStep: number;
+  bestAccuracy: number | null;
+  bestValidation: PairMetrics | null;
+}
+
+export async function trainLoop(options: LoopOptions, data: { train: TrainExample[]; validation: TrainExample[] }, init: ModelWeights, padId: number): Promise<LoopResult> {
+  const { model, steps } = options;
+  const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  if (data.train.length === 0) throw new Error('no training pairs');
+  mkdirSync(options.checkpointDir, { recursive: true });
+  if (options.metricsPath) mkdirSync(dirname(options.metricsPath), { recursive: true });
+  const lastPath = join(options.checkpointDir, 'last.safetensors');
+  const bestPath = join(options.checkpointDir, 'best.safetensors');
+
+  let state: TrainState;
+  let resume: ResumeState = { bestStep: 0, bestAccuracy: null, bestValidation: null };
+  let best: ParamTensors | undefined;
+  if (options.resume) {
+    const ckpt = loadCheckpoint(options.resume);
+    if (!ckpt.adam) throw new Error(`${options.resume} holds weights only; resuming needs the optimizer moments`);
+    const params = fromParams(model, ckpt.params, options.resume);
+    state = { params, m: fromParams(model, ckpt.adam.m, options.resume), v: fromParams(model, ckpt.adam.v, options.resume), step: ckpt.step };
+    resume = {
+      bestStep: Number(ckpt.state.bestStep ?? 0),
+      bestAccuracy: (ckpt.state.bestAccuracy as number | null) ?? null,
+      bestValidation: (ckpt.state.bestValidation as PairMetrics | null) ?? null,
+    };
+    const bestFile = join(dirname(options.resume), 'best.safetensors');
+    if (resume.bestAccuracy !== null && existsSync(bestFile)) best = fromParams(model, loadCheckpoint(bestFile).params, bestFile);
+    log(`resumed from ${options.resume} at step ${state.step}`);
+  } else {
+    const params = weightsToTensors(model, init);
+    state = { params, m: zeroMoments(params), v: zeroMoments(params), step: 0 };
+  }
+
+  const schedule: LrSchedule = {
+    peakLr: options.optimizer.lr,
+    warmupSteps: options.optimizer.warmup,
+    totalSteps: steps,
+    minLr: options.optimizer.lr * options.optimizer.minLrRatio,
+  };
+  const trainStep = await TrainStep.create({
+    config: model,
+    loss: options.loss,
+    optimizer: {
+      beta1: options.optimizer.beta1, beta2: options.optimizer.beta2, eps: options.optimizer.eps,
+      weightDecay: options.optimizer.weightDecay, maxGradNorm: options.optimizer.clip,
+    },
+    schedule,
+  }, options.session);
+  const forward = data.validation.length > 0 ? await RewardForward.create(model, options.session) : undefined;
+
+  const record = (obj: StepRecord | EvalRecord): void => {
+    if (options.metricsPath) appendFileSync(options.metricsPath, JSON.stringify(obj) + '\n');
+  };
+  const evaluate = async (): Promise<PairMetrics | undefined> => {
+    if (!forward) return undefined;
+    const scored = await scorePairs(forward, state.params, data.validation, padId);
+    const chosen = scored.chosen.map((r, i) => r.subarray((data.validation[i] as TrainExample).objective));
+    const rejected = scored.rejected.map((r, i) => r.subarray((data.validation[i] as TrainExample).objective));
+    return pairMetrics(chosen, rejected);
+  };
+  const saveLast = (): void => {
+    const tmp = `${lastPath}.tmp`;
+    saveCheckpoint(tmp, {
+      params: toParams(state.params),
+      adam: { m: toParams(state.m), v: toParams(state.v) },
+      step: state.step,
+      state: { bestStep: resume.bestStep, bestAccuracy: resume.bestAccuracy, bestValidation: resume.bestValidation, seed: options.seed, steps, batchSize: options.batchSize, model },
+    });
+    renameSync(tmp, lastPath);
+  };
+
+  const lengths = data.train.map((e) => Math.max(e.chosen.length, e.rejected.length));
+  const perEpoch = Math.ceil(data.train.length / options.batchSize);
+  let epoch = -1;
+  let batches: number[][] = [];
+  const stepRecords: StepRecord[] = [];
+  const evalRecords: EvalRecord[] = [];
+  let lastValidation: PairMetrics | undefined;
+  let runTokens = 0;
+  let runSeconds = 0;
+  const stopAt = Math.min(steps, options.stopAfter ?? steps);
+  const showProgress = options.progress ?? process.stderr.isTTY === true;
+  let emaLoss: number | undefined;
+
+  const runEval = async (): Promise<void> => {
+    const metrics = await evaluate();
+    if (metrics === undefined) return;
+    lastValidation = metrics;
+    const rec: EvalRecord = { kind: 'eval', step: state.step, ...metrics };
+    evalRecords.push(rec);
+    record(rec);
+    if (resume.bestAccuracy === null || metrics.accuracy > resume.bestAccuracy) {
+      resume = { bestStep: state.step, bestAccuracy: metrics.accuracy, bestValidation: metrics };
+      best = new Map(state.params);
+      saveCheckpoint(bestPath, { params: toParams(state.params), step: state.step, state: { validation: metrics } });
+    }
+    if (showProgress) process.stderr.write('\r\x1b[K');
+    log(`step ${state.step}: validation accuracy ${metrics.accuracy.toFixed(4)} loss ${metrics.loss.toFixed(4)} reward mean ${metrics.reward_mean.toFixed(3)} std ${metrics.reward_std.toFixed(3)}`);
+  };
+
+  while (state.step < stopAt) {
+    const e = Math.floor(state.step / perEpoch);
+    if (e !== epoch) {
+      epoch = e;
+      batches = epochBatches(lengths, options.batchSize, options.seed, epoch);
+    }
+    const examples = (batches[state.step % perEpoch] as number[]).map((i) => data.train[i] as TrainExample);
+    const batch = makeStepBatch(examples, model.numObjectives, padId);
+    const t0 = performance.now();
+    const result = await trainStep.run(state, batch);
+    const seconds = (performance.now() - t0) / 1000;
+    runTokens += batch.tokens;
+    runSeconds += seconds;
+    let correct = 0;
+    for (let i = 0; i < examples.length; i++) correct += (result.chosen[i] as number) > (result.rejected[i] as number) ? 1 : 0;
+    const rec: StepRecord = {
+      kind: 'train', step: state.step, loss: result.loss, accuracy: correct / examples.length, grad_norm: result.gradNorm,
+      lr: result.lr, pairs: examples.length, tokens: batch.tokens, padded_tokens: batch.paddedTokens, seconds,
+    };
+    if (!Number.isFinite(result.loss)) throw new Error(`loss is ${result.loss} at step ${state.step}; lower --lr or enable --clip`);
+    stepRecords.push(rec);
+    record(rec);
+    emaLoss = emaLoss === undefined ? result.loss : 0.9 * emaLoss + 0.1 * result.loss;
+    if (showProgress) {
+      const eta = ((stopAt - state.step) * runSeconds) / Math.max(1, stepRecords.length);
+      process.stderr.write(`\r\x1b[Kstep ${state.step}/${steps} loss ${emaLoss.toFixed(4)} lr ${result.lr.toExponential(2)} ` +
+        `${Math.round(runTokens / runSeconds)} tok/s eta ${Math.round(eta)}s`);
+    }
+    if (options.evalEvery > 0 && state.step % options.evalEvery === 0 && state.step < stopAt) {
+      await runEval();
+      saveLast();
+    }
+  }
+  if (showProgress) process.stderr.write('\r\x1b[K');
+  if (evalRecords.at(-1)?.step !== state.step) await runEval();
+  saveLast();
+
+  await trainStep.release();
+  await forward?.release();
+  const last = tensorsToWeights(state.params);
+  return {
+    best: best ? tensorsToWeights(best) : last,
+    bestStep: best ? resume.bestStep : state.step,
+    bestValidation: best ? resume.bestValidation ?? undefined : lastValidation,
+    last,
+    lastValidation,
+    steps: stepRecords,
+    evals: evalRecords,
+    tokensPerSecond: runSeconds > 0 ? runTokens / runSeconds : 0,
+  };
+}
