@@ -1,10 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { readFileSync } from 'node:fs';
 import { GraphBuilder } from '../src/training/graph/builder.js';
 import { SimilarityEncoder } from '../src/training/similarity-encoder.js';
 
@@ -34,7 +33,7 @@ test('encoder similarity: masked mean pooling of last_hidden_state, angular cosi
     const tokenizer = new Tokenizer(JSON.parse(readFileSync('data/tokenizers/bert-base-uncased/tokenizer.json', 'utf8')) as Record<string, unknown>, {});
     const expected = texts.map((t) => {
       const ids = tokenizer.encode(t, { add_special_tokens: true }).ids; // [CLS] … [SEP]
-      return [1, ids.reduce((s, v) => s + v, 0) / ids.length / 1000];
+      return [1, ids.reduce((s: number, v: number) => s + v, 0) / ids.length / 1000];
     });
     assert.ok(new Set(texts.map((t) => tokenizer.encode(t).ids.length)).size > 2, 'texts differ in length, so batches are padded');
 
