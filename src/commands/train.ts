@@ -1,0 +1,134 @@
+// `rmserve train`: train a reward model on preference files and export it as a model folder the
+// server loads. Every option has a default; `--help` lists them all.
+import { basename, dirname, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { DEFAULT_TRAIN_OPTIONS, defaultCheckpointDir, runTraining } from '../training/pipeline.js';
+import type { LossMethod } from '../training/losses.js';
+import type { HeadKind } from '../training/model.js';
+
+const int = (min: number) => (value: string): number => {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < min) throw new Error(`expected an integer >= ${min}, got "${value}"`);
+  return n;
+};
+
+const num = (min: number, max = Number.POSITIVE_INFINITY) => (value: string): number => {
+  const n = Number(value);
+  if (value.trim() === '' || !(n >= min && n <= max)) throw new Error(`expected a number in [${min}, ${max}], got "${value}"`);
+  return n;
+};
+
+const fractions = (value: string): [number, number, number] => {
+  const parts = value.split(',').map(Number);
+  if (parts.length !== 3 || parts.some((p) => !(p >= 0)) || Math.abs(parts[0]! + parts[1]! + parts[2]! - 1) > 1e-9) {
+    throw new Error(`expected three fractions TRAIN,VALIDATION,TEST summing to 1, got "${value}"`);
+  }
+  return parts as [number, number, number];
+};
+
+interface TrainCliOptions {
+  data: string[];
+  out: string;
+  tokenizer?: string;
+  vocabSize: number;
+  dModel: number;
+  layers: number;
+  heads: number;
+  maxLength: number;
+  head: HeadKind;
+  headHidden: number;
+  batchSize: number;
+  steps: number;
+  lr: number;
+  warmup: number;
+  minLrRatio: number;
+  weightDecay: number;
+  clip: number;
+  beta1: number;
+  beta2: number;
+  seed: number;
+  evalEvery: number;
+  objective?: string;
+  method: LossMethod;
+  margin: boolean;
+  centering: number;
+  labelSmoothing: number;
+  split: [number, number, number];
+  maxTrainPairs: number;
+  checkpointDir?: string;
+  resume?: string;
+  threads: number;
+  progress: boolean;
+}
+
+export function trainCommand(): Command {
+  const d = DEFAULT_TRAIN_OPTIONS;
+  return new Command('train')
+    .description('train a reward model on preference data and export it as a model folder the server loads')
+    .requiredOption('--data <files...>', 'preference files: JSONL/JSON with prompt/chosen/rejected, HH-RLHF transcripts, AlpacaEval or PandaLM judgments (.gz ok)')
+    .requiredOption('--out <dir>', 'model folder to write, e.g. models/NAME/VERSION')
+    .addOption(new Option('--tokenizer <file>', 'tokenizer.json to use (its tokenizer_config.json is read too); default: train a byte-level BPE on the training split'))
+    .addOption(new Option('--vocab-size <n>', 'vocabulary size of the trained BPE tokenizer').default(d.vocabSize).argParser(int(260)))
+    .addOption(new Option('--d-model <n>', 'model width').default(d.dModel).argParser(int(1)))
+    .addOption(new Option('--layers <n>', 'decoder blocks').default(d.layers).argParser(int(1)))
+    .addOption(new Option('--heads <n>', 'attention heads (must divide --d-model)').default(d.heads).argParser(int(1)))
+    .addOption(new Option('--max-length <n>', 'longest sequence in tokens; longer ones lose the start of the prompt').default(d.maxLength).argParser(int(2)))
+    .addOption(new Option('--head <kind>', 'reward head: linear, or mlp (GRM: Linear → ReLU → Linear)').choices(['linear', 'mlp']).default(d.head))
+    .addOption(new Option('--head-hidden <n>', 'hidden width of the mlp head').default(d.headHidden).argParser(int(1)))
+    .addOption(new Option('--batch-size <n>', 'preference pairs per step').default(d.batchSize).argParser(int(1)))
+    .addOption(new Option('--steps <n>', 'optimizer steps (the LR schedule\'s length)').default(d.steps).argParser(int(1)))
+    .addOption(new Option('--lr <x>', 'peak learning rate').default(d.optimizer.lr).argParser(num(0)))
+    .addOption(new Option('--warmup <n>', 'linear warmup steps, then cosine decay').default(d.optimizer.warmup).argParser(int(0)))
+    .addOption(new Option('--min-lr-ratio <x>', 'final LR as a fraction of --lr').default(d.optimizer.minLrRatio).argParser(num(0, 1)))
+    .addOption(new Option('--weight-decay <x>', 'AdamW decoupled weight decay (not on biases, LayerNorm, embeddings)').default(d.optimizer.weightDecay).argParser(num(0)))
+    .addOption(new Option('--clip <x>', 'clip gradients to this global L2 norm (0 = off)').default(d.optimizer.clip).argParser(num(0)))
+    .addOption(new Option('--beta1 <x>', 'AdamW β1').default(d.optimizer.beta1).argParser(num(0, 1)))
+    .addOption(new Option('--beta2 <x>', 'AdamW β2').default(d.optimizer.beta2).argParser(num(0, 1)))
+    .addOption(new Option('--seed <n>', 'seed of the initial weights and the batch order').default(d.seed).argParser(int(0)))
+    .addOption(new Option('--eval-every <n>', 'validate (and checkpoint) every n steps; 0 = only at the end').default(d.evalEvery).argParser(int(0)))
+    .addOption(new Option('--objective <name>', 'name of the reward column for pairs whose data names none (default: NAME of --out models/NAME/VERSION)'))
+    .addOption(new Option('--method <name>', 'loss: bt (Bradley–Terry) or labelsmooth').choices(['bt', 'labelsmooth']).default(d.loss.method))
+    .addOption(new Option('--no-margin', 'ignore the margin field of the data in the BT loss'))
+    .addOption(new Option('--centering <c>', 'BT reward-centering coefficient c·mean((r_c + r_r)²) (0 = off; 0.01 is usual)').default(d.loss.centering).argParser(num(0)))
+    .addOption(new Option('--label-smoothing <e>', 'ε of --method labelsmooth').default(d.loss.labelSmoothing).argParser(num(0, 0.5)))
+    .addOption(new Option('--split <fractions>', 'train,validation,test fractions of the split by prompt hash').default([d.split.train, d.split.validation, d.split.test], '0.8,0.1,0.1').argParser(fractions))
+    .addOption(new Option('--max-train-pairs <n>', 'use at most this many training pairs (0 = all)').default(d.maxTrainPairs).argParser(int(0)))
+    .addOption(new Option('--checkpoint-dir <dir>', 'where last.safetensors and best.safetensors go (default: .rmserve-cache/checkpoints/NAME/VERSION)'))
+    .addOption(new Option('--resume <file>', 'continue from a last.safetensors written by a run with the same options'))
+    .addOption(new Option('--threads <n>', 'ORT intra-op threads (0 = ORT default: all cores)').default(0).argParser(int(0)))
+    .addOption(new Option('--no-progress', 'no progress line on the terminal (the JSONL log is always written)'))
+    .addHelpText('after', '\nWrites <out>/model.onnx, tokenizer files, config.json, train-metrics.jsonl and, last, rmserve.json.')
+    .action(async (opts: TrainCliOptions) => {
+      const result = await runTraining({
+        data: opts.data,
+        out: opts.out,
+        tokenizer: opts.tokenizer,
+        vocabSize: opts.vocabSize,
+        dModel: opts.dModel,
+        layers: opts.layers,
+        heads: opts.heads,
+        maxLength: opts.maxLength,
+        head: opts.head,
+        headHidden: opts.headHidden,
+        loss: { method: opts.method, margin: opts.margin, centering: opts.centering, labelSmoothing: opts.labelSmoothing },
+        optimizer: {
+          ...d.optimizer, lr: opts.lr, warmup: opts.warmup, minLrRatio: opts.minLrRatio, weightDecay: opts.weightDecay,
+          clip: opts.clip, beta1: opts.beta1, beta2: opts.beta2,
+        },
+        steps: opts.steps,
+        batchSize: opts.batchSize,
+        evalEvery: opts.evalEvery,
+        seed: opts.seed,
+        objective: opts.objective ?? basename(dirname(resolve(opts.out))),
+        split: { train: opts.split[0], validation: opts.split[1], test: opts.split[2] },
+        maxTrainPairs: opts.maxTrainPairs,
+        checkpointDir: opts.checkpointDir ?? defaultCheckpointDir(opts.out),
+        resume: opts.resume,
+        threads: opts.threads,
+        progress: opts.progress ? undefined : false,
+        command: ['rmserve', ...process.argv.slice(2)].join(' '),
+      });
+      const m = result.manifest.metrics as { validation?: { accuracy: number }; test?: { accuracy: number } } | undefined;
+      console.log(JSON.stringify({ out: result.outDir, validation_accuracy: m?.validation?.accuracy ?? null, test_accuracy: m?.test?.accuracy ?? null }));
+    });
+}
