@@ -2,11 +2,13 @@
 import { Command } from 'commander';
 import { serveCommand } from './commands/serve.js';
 import { trainCommand } from './commands/train.js';
+import { evalCommand } from './commands/eval.js';
 
 const program = new Command('rmserve')
   .description('reward-model server and trainer on ONNX Runtime')
   .version('0.1.0')
   .addCommand(serveCommand())
-  .addCommand(trainCommand());
+  .addCommand(trainCommand())
+  .addCommand(evalCommand());
 
 await program.parseAsync(process.argv);
