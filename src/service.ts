@@ -2,6 +2,7 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { RmserveMetrics } from './metrics.js';
 import { ModelRegistry } from './scoring/registry.js';
+import { DEFAULT_WATCH_OPTIONS, ModelWatcher } from './scoring/watcher.js';
 import { RewardCache } from './scoring/reward-cache.js';
 import { Scorer } from './scoring/scorer.js';
 import { buildApp } from './server/app.js';
@@ -19,6 +20,16 @@ export interface ServiceConfig {
   maxItems: number;
   bodyLimit: number;
   defaultModels: string[] | undefined;
+  /** Versions served instead of the newest, by model name (`--pin name=version`). */
+  pins: Record<string, string>;
+  /** Watch the models root and serve each model's newest complete version once it has settled. */
+  watch: boolean;
+  watchSettleMs: number;
+  watchPollMs: number;
+  /** Bearer token of the admin routes (load/unload/rollback); they are off without one. */
+  adminToken: string | undefined;
+  /** Bearer token required by every route but /health, /ready, /metrics and /docs; off when unset. */
+  apiKey: string | undefined;
 }
 
 export const DEFAULT_CONFIG: ServiceConfig = {
@@ -34,6 +45,12 @@ export const DEFAULT_CONFIG: ServiceConfig = {
   maxItems: 256,
   bodyLimit: 8 * 1024 * 1024,
   defaultModels: undefined,
+  pins: {},
+  watch: false,
+  watchSettleMs: DEFAULT_WATCH_OPTIONS.settleMs,
+  watchPollMs: DEFAULT_WATCH_OPTIONS.pollMs,
+  adminToken: undefined,
+  apiKey: undefined,
 };
 
 export interface Service {
@@ -41,6 +58,8 @@ export interface Service {
   registry: ModelRegistry;
   scorer: Scorer;
   metrics: RmserveMetrics;
+  watcher: ModelWatcher | undefined;
+  /** Graceful stop: /ready off, watch off, no new requests, in-flight and queued ones answered, sessions released. */
   close(): Promise<void>;
 }
 
@@ -59,7 +78,7 @@ export async function createService(
       maxWaitMs: config.maxWaitMs,
       maxQueueItems: config.maxQueueItems,
     },
-  });
+  }, { pins: config.pins, log: options.log });
   await registry.loadAll(options.log);
   const scorer = new Scorer(registry, new RewardCache(config.cacheSize), metrics, config.defaultModels);
   const app = await buildApp({
@@ -69,13 +88,22 @@ export async function createService(
     bodyLimit: config.bodyLimit,
     maxItems: config.maxItems,
     logger: options.logger,
+    adminToken: config.adminToken,
+    apiKey: config.apiKey,
   });
+  const watcher = config.watch
+    ? new ModelWatcher(registry, { settleMs: config.watchSettleMs, pollMs: config.watchPollMs, log: options.log })
+    : undefined;
+  watcher?.start();
   return {
     app,
     registry,
     scorer,
     metrics,
+    watcher,
     async close() {
+      registry.beginShutdown();
+      await watcher?.stop();
       await app.close();
       await registry.close();
     },

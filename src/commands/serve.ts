@@ -26,6 +26,13 @@ export function serveCommand(): Command {
     .addOption(new Option('--max-items <n>', 'most items per request (413 beyond)').env('RMSERVE_MAX_ITEMS').default(d.maxItems).argParser(int))
     .addOption(new Option('--body-limit <bytes>', 'largest request body (413 beyond)').env('RMSERVE_BODY_LIMIT').default(d.bodyLimit).argParser(int))
     .addOption(new Option('--default-model <names>', 'comma-separated models used when a request names none (default: all)').env('RMSERVE_DEFAULT_MODEL'))
+    .addOption(new Option('--pin <name=version...>', 'serve this version of a model instead of the newest (repeatable)').env('RMSERVE_PIN').argParser(collectPins))
+    .addOption(new Option('--no-watch', 'do not watch the models root for new versions'))
+    .addOption(new Option('--watch-settle-ms <ms>', 'how long a new version folder must stay unchanged before it loads').env('RMSERVE_WATCH_SETTLE_MS').default(d.watchSettleMs).argParser(int))
+    .addOption(new Option('--watch-poll-ms <ms>', 'full rescan period of the models root').env('RMSERVE_WATCH_POLL_MS').default(d.watchPollMs).argParser(int))
+    .addOption(new Option('--admin-token <token>', 'bearer token for POST /v1/models/:name/{load,unload,rollback} (off without one)').env('RMSERVE_ADMIN_TOKEN'))
+    .addOption(new Option('--api-key <key>', 'bearer token required by the scoring routes (off without one)').env('RMSERVE_API_KEY'))
+    .addOption(new Option('--shutdown-timeout-ms <ms>', 'on SIGTERM/SIGINT, longest wait for queued work before exiting anyway').env('RMSERVE_SHUTDOWN_TIMEOUT_MS').default(25_000).argParser(int))
     .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('RMSERVE_LOG_LEVEL').default('info'))
     .action(async (opts: ServeOptions) => {
       const service = await createService(
@@ -42,16 +49,40 @@ export function serveCommand(): Command {
           maxItems: opts.maxItems,
           bodyLimit: opts.bodyLimit,
           defaultModels: opts.defaultModel?.split(',').map((s) => s.trim()).filter(Boolean),
+          pins: opts.pin ?? {},
+          watch: opts.watch,
+          watchSettleMs: opts.watchSettleMs,
+          watchPollMs: opts.watchPollMs,
+          adminToken: opts.adminToken || undefined,
+          apiKey: opts.apiKey || undefined,
         },
         { logger: { level: opts.logLevel }, log: (m) => console.error(`[rmserve] ${m}`) },
       );
-      const shutdown = async (signal: string): Promise<void> => {
-        service.app.log.info(`${signal}: draining and shutting down`);
-        await service.close();
-        process.exit(0);
+      // Graceful stop (SIGTERM from Kubernetes, Ctrl-C): /ready goes 503, the listener closes, requests
+      // already accepted are answered (queued items still run), then sessions are released. Past the
+      // deadline, or on a second signal, the process exits at once with status 1.
+      let stopping = false;
+      const shutdown = (signal: string): void => {
+        if (stopping) {
+          service.app.log.warn(`${signal} again: exiting without waiting`);
+          process.exit(1);
+        }
+        stopping = true;
+        service.app.log.info(`${signal}: draining (at most ${opts.shutdownTimeoutMs} ms) and shutting down`);
+        setTimeout(() => {
+          service.app.log.error(`shutdown deadline of ${opts.shutdownTimeoutMs} ms passed; exiting with work unfinished`);
+          process.exit(1);
+        }, opts.shutdownTimeoutMs).unref();
+        service.close().then(
+          () => process.exit(0),
+          (err: Error) => {
+            service.app.log.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
       };
-      process.once('SIGTERM', () => void shutdown('SIGTERM'));
-      process.once('SIGINT', () => void shutdown('SIGINT'));
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
       await service.app.listen({ port: opts.port, host: opts.host });
     });
 }
@@ -71,5 +102,23 @@ interface ServeOptions {
   maxItems: number;
   bodyLimit: number;
   defaultModel?: string;
+  pin?: Record<string, string>;
+  watch: boolean;
+  watchSettleMs: number;
+  watchPollMs: number;
+  adminToken?: string;
+  apiKey?: string;
+  shutdownTimeoutMs: number;
   logLevel: string;
+}
+
+/** `--pin a=3 --pin b=7` (or RMSERVE_PIN="a=3,b=7") → { a: '3', b: '7' }. */
+function collectPins(value: string, previous: Record<string, string> | undefined): Record<string, string> {
+  const pins = { ...previous };
+  for (const pair of value.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [name, version, ...rest] = pair.split('=');
+    if (!name || !version || rest.length > 0) throw new Error(`expected name=version, got "${pair}"`);
+    pins[name] = version;
+  }
+  return pins;
 }

@@ -1,5 +1,6 @@
 // One loaded version of one model: its folder, tokenizer, ONNX session and dynamic batcher.
-// Loading validates the graph with a smoke batch before the version may take traffic.
+// Loading validates the graph with a smoke batch and warms it before the version may take traffic;
+// releasing waits for the work that pinned this version before the session is freed.
 import { join } from 'node:path';
 import type { RmserveMetrics } from '../metrics.js';
 import { DynamicBatcher, type BatcherOptions } from './batcher.js';
@@ -19,10 +20,20 @@ const SMOKE_ITEMS = [
   { prompt: 'What is the capital of France?', response: 'The capital of France is Paris.' },
 ];
 
+/**
+ * After its queue drains, a retired version waits this long for late submissions before its
+ * session goes: a request that pinned it may still be between two awaits (e.g. references
+ * scored before items). Holders of an explicit lease are waited for however long they take.
+ */
+const RETIRE_LINGER_MS = 200;
+
 export class ModelVersion {
   /** Objective names, one per logits column. */
   readonly objectives: string[];
   readonly loadedAt = new Date();
+  private leases = 0;
+  private leaseWaiters: (() => void)[] = [];
+  private released: Promise<void> | undefined;
 
   private constructor(
     readonly name: string,
@@ -31,6 +42,9 @@ export class ModelVersion {
     private readonly session: RewardSession,
     readonly batcher: DynamicBatcher,
     numOutputs: number,
+    /** Seconds from reading the folder to the end of warm-up. */
+    readonly loadSeconds: number,
+    private readonly metrics: RmserveMetrics,
   ) {
     const labels = spec.labels;
     if (labels !== undefined && labels.length !== numOutputs) {
@@ -44,7 +58,13 @@ export class ModelVersion {
     return `${this.name}@${this.version}`;
   }
 
+  /** The folder this version was loaded from. */
+  get dir(): string {
+    return this.spec.dir;
+  }
+
   static async load(name: string, version: string, dir: string, options: LoadOptions): Promise<ModelVersion> {
+    const started = performance.now();
     const spec = readModelFolder(dir);
     const session = await RewardSession.create(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session);
     try {
@@ -52,7 +72,12 @@ export class ModelVersion {
       const { rewards } = await session.run(rows);
       const k = rewards[0]?.length ?? 0;
       if (k === 0 || rewards.some((r) => r.length !== k || !r.every(Number.isFinite))) {
-        throw modelLoadFailed(`${name}: the smoke batch gave non-finite or inconsistent outputs`);
+        throw modelLoadFailed(`${name}@${version}: the smoke batch gave non-finite or inconsistent outputs`);
+      }
+      // Warm-up: ORT allocates per shape on first use; a single-row run is the trainer's common case.
+      const warm = await session.run(rows.slice(1));
+      if (!warm.rewards.every((r) => r.length === k && r.every(Number.isFinite))) {
+        throw modelLoadFailed(`${name}@${version}: the warm-up run gave non-finite outputs`);
       }
       const { metrics } = options;
       const model = `${name}@${version}`;
@@ -69,17 +94,65 @@ export class ModelVersion {
         },
         (depth) => metrics.queueDepth.set({ model }, depth),
       );
-      return new ModelVersion(name, version, spec, session, batcher, k);
+      return new ModelVersion(name, version, spec, session, batcher, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
       await session.release();
       throw err;
     }
   }
 
-  /** Stops new work, lets queued items finish, then frees the session. */
-  async release(): Promise<void> {
+  /**
+   * Holds this version open until the returned function is called, so a request that spans
+   * several awaits keeps its session even if a newer version takes over meanwhile.
+   */
+  acquire(): () => void {
+    this.leases++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.leases--;
+      if (this.leases === 0) this.leaseWaiters.splice(0).forEach((wake) => wake());
+    };
+  }
+
+  /**
+   * Retires this version: waits until nothing queued, running or leased remains (new requests
+   * no longer reach it once the registry switched), then frees the session and this version's
+   * metric series. `lingerMs` is the grace window for late submissions (0 when the server no
+   * longer takes requests). Idempotent.
+   */
+  release(lingerMs = RETIRE_LINGER_MS): Promise<void> {
+    this.released ??= this.retire(lingerMs);
+    return this.released;
+  }
+
+  private leasesReleased(): Promise<void> {
+    if (this.leases === 0) return Promise.resolve();
+    return new Promise((resolve) => this.leaseWaiters.push(resolve));
+  }
+
+  private async retire(lingerMs: number): Promise<void> {
+    await this.batcher.drain();
+    await this.leasesReleased();
+    if (lingerMs > 0) {
+      await new Promise((resolve) => setTimeout(resolve, lingerMs));
+      await this.leasesReleased();
+    }
     this.batcher.close();
     await this.batcher.drain();
     await this.session.release();
+    const labels = { model: this.id };
+    for (const metric of [
+      this.metrics.batchSize,
+      this.metrics.batchTokens,
+      this.metrics.paddingRatio,
+      this.metrics.inferenceDuration,
+      this.metrics.tokensTotal,
+      this.metrics.queueWait,
+      this.metrics.queueDepth,
+    ]) {
+      metric.remove(labels);
+    }
   }
 }

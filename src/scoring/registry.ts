@@ -1,39 +1,131 @@
-// Which version of each model serves. Layout: <root>/<name>/<version>/ (complete once its
-// rmserve.json or READY marker exists) or a flat <root>/<name>/ holding model.onnx directly
-// (a plain Hugging Face / optimum export), served as version "0".
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+// Which version of each model serves, and every change to it (Triton's model control): a new
+// version is loaded, validated and warmed, then switched in atomically; requests that pinned the
+// old version finish on it, and it is released once drained. A failed load leaves the old version
+// serving. Layout: <root>/<name>/<version>/ (complete once its rmserve.json or READY marker
+// exists) or a flat <root>/<name>/ holding model.onnx directly (a plain Hugging Face / optimum
+// export), served as version "0".
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { RmserveMetrics } from '../metrics.js';
-import { unknownModel } from './errors.js';
+import { ScoringError, unknownModel } from './errors.js';
 import { ModelVersion, type LoadOptions } from './model-version.js';
+
+/** What asked for a load; shown with failures and swap events. */
+export type LoadSource = 'startup' | 'api' | 'watch' | 'rollback';
+
+export interface LoadFailure {
+  version: string;
+  message: string;
+  at: string;
+  source: LoadSource;
+}
 
 export interface ModelStatus {
   name: string;
-  serving: { version: string; loaded_at: string; objectives: string[]; max_length: number; metrics?: Record<string, unknown> } | null;
+  serving: {
+    version: string;
+    loaded_at: string;
+    load_seconds: number;
+    objectives: string[];
+    max_length: number;
+    metrics?: Record<string, unknown>;
+  } | null;
+  /** Complete versions on disk, oldest first. */
   versions: string[];
+  /** The version the watch and `load {version: "latest"}` would serve. */
+  newest: string | null;
+  /** Set when a version is pinned (by --pin, the API or a rollback): the watch leaves it alone. */
+  pinned: string | null;
+  /** The version that served before the current one: what rollback loads. */
+  previous: string | null;
+  /** A version being loaded right now. */
+  loading: string | null;
+  /** Unloaded through the API: not served, not reloaded by the watch, not needed for /ready. */
+  unloaded: boolean;
+  /** Message of the last failed load since the last successful one. */
   last_error: string | null;
+  last_failure: LoadFailure | null;
+}
+
+export interface SwapEvent {
+  model: string;
+  /** The version now serving; null after an unload. */
+  version: string | null;
+  previous: string | null;
+  source: LoadSource;
+  /** performance.now() at the switch. */
+  at: number;
+}
+
+export interface LoadRequest {
+  /** A version folder name under <root>/<name>/, or "latest" (the default) for the newest complete one. */
+  version?: string;
+  /** A model folder inside the models root (relative to it, or absolute). */
+  path?: string;
+  /** Pin the loaded version so the watch does not replace it. Default: true, except for "latest". */
+  pin?: boolean;
+  source?: LoadSource;
+}
+
+export interface RegistrySettings {
+  /** Versions to serve instead of the newest, by model name (`--pin name=version`). */
+  pins?: Record<string, string>;
+  log?: (message: string) => void;
+}
+
+interface VersionRef {
+  version: string;
+  dir: string;
+}
+
+interface ModelState {
+  pinned: string | undefined;
+  previous: VersionRef | undefined;
+  unloaded: boolean;
+  lastFailure: LoadFailure | undefined;
+  loading: string | undefined;
+  /** Tail of this model's load queue: loads of one model run one at a time, in order. */
+  lock: Promise<void>;
+  /** model_info series still exported for this model (serving = 1, the one before = 0). */
+  infoVersions: string[];
 }
 
 const byVersion = new Intl.Collator('en', { numeric: true }).compare;
+const MARKERS = ['rmserve.json', 'READY'];
+
+const versionNotFound = (name: string, version: string): ScoringError =>
+  new ScoringError('version_not_found', 404, `model "${name}" has no version "${version}"`);
+const pathOutsideRoot = (path: string): ScoringError =>
+  new ScoringError('path_outside_models_root', 403, `"${path}" is outside the models root`);
 
 export class ModelRegistry {
   private readonly serving = new Map<string, ModelVersion>();
-  private readonly lastError = new Map<string, string>();
+  private readonly states = new Map<string, ModelState>();
+  private readonly swapListeners = new Set<(event: SwapEvent) => void>();
+  private closed = false;
+  private shuttingDown = false;
 
   constructor(
     readonly root: string,
     private readonly options: LoadOptions,
-  ) {}
+    private readonly settings: RegistrySettings = {},
+  ) {
+    for (const [name, version] of Object.entries(settings.pins ?? {})) this.state(name).pinned = version;
+  }
 
   private get metrics(): RmserveMetrics {
     return this.options.metrics;
+  }
+
+  private log(message: string): void {
+    this.settings.log?.(message);
   }
 
   /** Model names found under the root. */
   discover(): string[] {
     if (!existsSync(this.root)) return [];
     return readdirSync(this.root)
-      .filter((entry) => !entry.startsWith('.') && statSync(join(this.root, entry)).isDirectory())
+      .filter((entry) => !entry.startsWith('.') && isDirectory(join(this.root, entry)))
       .sort();
   }
 
@@ -41,57 +133,128 @@ export class ModelRegistry {
   versions(name: string): string[] {
     const dir = join(this.root, name);
     if (existsSync(join(dir, 'model.onnx'))) return ['0'];
-    if (!existsSync(dir)) return [];
+    if (!isDirectory(dir)) return [];
     return readdirSync(dir)
-      .filter((v) => {
-        const path = join(dir, v);
-        return (
-          statSync(path).isDirectory() &&
-          existsSync(join(path, 'model.onnx')) &&
-          (existsSync(join(path, 'rmserve.json')) || existsSync(join(path, 'READY')))
-        );
-      })
+      .filter((v) => !v.startsWith('.') && isCompleteVersion(join(dir, v)))
       .sort(byVersion);
   }
 
-  /** Loads the newest complete version of every model under the root; failures are logged and kept. */
-  async loadAll(log: (message: string) => void = () => {}): Promise<void> {
+  /** The newest complete version, which serves unless one is pinned. */
+  newest(name: string): string | undefined {
+    return this.versions(name).at(-1);
+  }
+
+  /** Calls `listener` on every switch (load, rollback, unload); returns the unsubscribe function. */
+  onSwap(listener: (event: SwapEvent) => void): () => void {
+    this.swapListeners.add(listener);
+    return () => this.swapListeners.delete(listener);
+  }
+
+  /** Loads the pinned or newest complete version of every model under the root; failures are logged and kept. */
+  async loadAll(log?: (message: string) => void): Promise<void> {
     for (const name of this.discover()) {
-      const newest = this.versions(name).at(-1);
-      if (newest === undefined) {
-        this.lastError.set(name, 'no complete version (model.onnx with rmserve.json or READY)');
+      const state = this.state(name);
+      const version = state.pinned ?? this.newest(name);
+      if (version === undefined) {
+        state.lastFailure = failure('', 'no complete version (model.onnx with rmserve.json or READY)', 'startup');
         continue;
       }
       try {
-        await this.load(name, newest);
-        log(`loaded ${name}@${newest}`);
+        await this.load(name, version, { pin: state.pinned !== undefined, source: 'startup' });
+        log?.(`loaded ${name}@${version}`);
       } catch (err) {
-        log(`failed to load ${name}@${newest}: ${(err as Error).message}`);
+        // Recorded in lastFailure and the metrics; the server starts with what did load.
+        log?.(`failed to load ${name}@${version}: ${(err as Error).message}`);
       }
     }
   }
 
-  /** Loads, validates and warms a version, then makes it the one that serves. */
-  async load(name: string, version: string): Promise<ModelVersion> {
-    const dir = version === '0' && existsSync(join(this.root, name, 'model.onnx')) ? join(this.root, name) : join(this.root, name, version);
-    let loaded: ModelVersion;
-    try {
-      loaded = await ModelVersion.load(name, version, dir, this.options);
-    } catch (err) {
-      this.metrics.modelLoads.inc({ model: name, result: 'failure' });
-      this.lastError.set(name, (err as Error).message);
-      throw err;
+  /**
+   * Loads `version` of `name` ("latest" = newest complete) and makes it serve. Resolves once it
+   * serves; rejects with a ScoringError when it was refused (the old version keeps serving).
+   */
+  load(name: string, version = 'latest', options: { pin?: boolean; source?: LoadSource } = {}): Promise<ModelVersion> {
+    return this.loadRequest(name, { ...options, version });
+  }
+
+  /** The admin API's load: `{version}` or `{path}` (checked to lie inside the models root). */
+  async loadRequest(name: string, request: LoadRequest): Promise<ModelVersion> {
+    this.assertKnown(name);
+    if (request.version !== undefined && request.path !== undefined) {
+      throw new ScoringError('invalid_request', 400, 'give either version or path, not both');
     }
-    const previous = this.serving.get(name);
-    this.serving.set(name, loaded);
-    this.lastError.delete(name);
-    this.metrics.modelLoads.inc({ model: name, result: 'success' });
-    this.metrics.modelInfo.set({ model: name, version }, 1);
-    if (previous !== undefined && previous !== loaded) {
-      this.metrics.modelInfo.set({ model: name, version: previous.version }, 0);
-      void previous.release();
-    }
-    return loaded;
+    const source = request.source ?? 'api';
+    const latest = request.path === undefined && (request.version === undefined || request.version === 'latest');
+    return this.withLock(name, async () => {
+      let ref: VersionRef;
+      if (request.path !== undefined) {
+        ref = this.resolvePath(name, request.path);
+      } else if (latest) {
+        const newest = this.newest(name);
+        if (newest === undefined) {
+          throw this.refuse(name, '', source, 'no complete version (model.onnx with rmserve.json or READY)');
+        }
+        ref = this.resolveVersion(name, newest);
+      } else {
+        ref = this.resolveVersion(name, request.version as string);
+      }
+      // A version folder needs its marker; a flat export, or a folder named by path, needs only model.onnx.
+      const markerless = request.path !== undefined || ref.dir === join(this.root, name);
+      if (!isCompleteVersion(ref.dir) && !(markerless && existsSync(join(ref.dir, 'model.onnx')))) {
+        throw this.refuse(name, ref.version, source, `${ref.version} is not complete: model.onnx and rmserve.json or READY are required`);
+      }
+      return this.swap(name, ref, { pin: request.pin ?? !latest, source });
+    });
+  }
+
+  /** Serves the version that served before the current one again, pinned. */
+  rollback(name: string): Promise<ModelVersion> {
+    this.assertKnown(name);
+    return this.withLock(name, async () => {
+      const previous = this.state(name).previous;
+      if (previous === undefined) throw new ScoringError('no_previous_version', 409, `model "${name}" has no previous version to roll back to`);
+      if (!existsSync(join(previous.dir, 'model.onnx'))) {
+        throw this.refuse(name, previous.version, 'rollback', `${previous.dir} no longer holds model.onnx`);
+      }
+      return this.swap(name, previous, { pin: true, source: 'rollback' });
+    });
+  }
+
+  /** Stops serving `name`; queued work finishes on it first. The watch leaves it alone until a load. */
+  unload(name: string): Promise<void> {
+    this.assertKnown(name);
+    return this.withLock(name, async () => {
+      const state = this.state(name);
+      const current = this.serving.get(name);
+      state.unloaded = true;
+      state.pinned = undefined;
+      if (current === undefined) return;
+      this.serving.delete(name);
+      this.metrics.modelInfo.set({ model: name, version: current.version }, 0);
+      state.previous = { version: current.version, dir: current.dir };
+      this.emit({ model: name, version: null, previous: current.version, source: 'api', at: performance.now() });
+      this.log(`unloaded ${current.id}`);
+      void current.release().catch((err: Error) => this.log(`releasing ${current.id} failed: ${err.message}`));
+    });
+  }
+
+  /**
+   * The watch's entry point: if `name` follows its newest version (not pinned, not unloaded) and
+   * a newer complete one than the serving one exists, load it. Returns the loaded version, if any.
+   */
+  async followNewest(name: string, version: string): Promise<ModelVersion | undefined> {
+    return this.withLock(name, async () => {
+      const state = this.state(name);
+      if (this.closed || state.pinned !== undefined || state.unloaded) return undefined;
+      if (this.serving.get(name)?.version === version) return undefined;
+      return this.swap(name, this.resolveVersion(name, version), { pin: false, source: 'watch' });
+    });
+  }
+
+  /** Whether the watch may replace what serves `name`. */
+  follows(name: string): boolean {
+    const state = this.states.get(name);
+    return !this.closed && state?.pinned === undefined && state?.unloaded !== true;
   }
 
   /** The version serving `name` right now; requests pin it for their whole life. */
@@ -105,34 +268,209 @@ export class ModelRegistry {
     return [...this.serving.keys()].sort();
   }
 
+  /** True when every model that has a complete version (and was not unloaded) serves one. */
   get ready(): boolean {
-    return this.serving.size > 0;
+    if (this.shuttingDown || this.serving.size === 0) return false;
+    return this.discover().every(
+      (name) => this.serving.has(name) || this.states.get(name)?.unloaded === true || this.newest(name) === undefined,
+    );
+  }
+
+  /** Turns /ready off so load balancers stop sending traffic while the server drains. */
+  beginShutdown(): void {
+    this.shuttingDown = true;
   }
 
   status(): ModelStatus[] {
     const names = new Set([...this.discover(), ...this.serving.keys()]);
-    return [...names].sort().map((name) => {
-      const model = this.serving.get(name);
-      return {
-        name,
-        serving: model
-          ? {
-              version: model.version,
-              loaded_at: model.loadedAt.toISOString(),
-              objectives: model.objectives,
-              max_length: model.spec.maxLength,
-              ...(model.spec.manifest?.metrics ? { metrics: model.spec.manifest.metrics } : {}),
-            }
-          : null,
-        versions: this.versions(name),
-        last_error: this.lastError.get(name) ?? null,
-      };
-    });
+    return [...names].sort().map((name) => this.statusOf(name));
   }
 
+  statusOf(name: string): ModelStatus {
+    const model = this.serving.get(name);
+    const state = this.states.get(name);
+    const versions = this.versions(name);
+    return {
+      name,
+      serving: model
+        ? {
+            version: model.version,
+            loaded_at: model.loadedAt.toISOString(),
+            load_seconds: Number(model.loadSeconds.toFixed(4)),
+            objectives: model.objectives,
+            max_length: model.spec.maxLength,
+            ...(model.spec.manifest?.metrics ? { metrics: model.spec.manifest.metrics } : {}),
+          }
+        : null,
+      versions,
+      newest: versions.at(-1) ?? null,
+      pinned: state?.pinned ?? null,
+      previous: state?.previous?.version ?? null,
+      loading: state?.loading ?? null,
+      unloaded: state?.unloaded ?? false,
+      last_error: state?.lastFailure?.message ?? null,
+      last_failure: state?.lastFailure ?? null,
+    };
+  }
+
+  /** Releases every version once its queued work is done; loads still running are released when they finish. */
   async close(): Promise<void> {
+    this.closed = true;
+    this.shuttingDown = true;
     const models = [...this.serving.values()];
     this.serving.clear();
-    await Promise.all(models.map((m) => m.release()));
+    await Promise.all(models.map((m) => m.release(0)));
   }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  private state(name: string): ModelState {
+    let state = this.states.get(name);
+    if (state === undefined) {
+      state = { pinned: undefined, previous: undefined, unloaded: false, lastFailure: undefined, loading: undefined, lock: Promise.resolve(), infoVersions: [] };
+      this.states.set(name, state);
+    }
+    return state;
+  }
+
+  private assertKnown(name: string): void {
+    if (!this.serving.has(name) && !this.discover().includes(name)) throw unknownModel(name);
+  }
+
+  private withLock<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const state = this.state(name);
+    const run = state.lock.then(task);
+    state.lock = run.then(
+      () => {},
+      () => {},
+    );
+    return run;
+  }
+
+  /** The folder of `<name>/<version>`, refusing names that would leave the model's folder. */
+  private resolveVersion(name: string, version: string): VersionRef {
+    if (version.length === 0 || version === '.' || version === '..' || /[/\\\0]/.test(version)) {
+      throw new ScoringError('invalid_version', 400, `"${version}" is not a version name`);
+    }
+    const flat = join(this.root, name);
+    if (version === '0' && existsSync(join(flat, 'model.onnx'))) return { version, dir: flat };
+    const dir = join(flat, version);
+    if (!existsSync(dir)) throw versionNotFound(name, version);
+    // A version folder may be a link, but not to somewhere outside the models root.
+    this.assertInsideRoot(dir, version);
+    return { version, dir };
+  }
+
+  /**
+   * A model folder named by path: relative paths are taken from the models root. After resolving
+   * links it must lie inside the root. Its version is its folder name when it sits in
+   * <root>/<name>/, else its path relative to the root.
+   */
+  private resolvePath(name: string, path: string): VersionRef {
+    if (path.includes('\0')) throw pathOutsideRoot(path);
+    const root = realpathSync(this.root);
+    const requested = isAbsolute(path) ? path : resolve(root, path);
+    if (!isInside(root, resolve(requested)) && !isInside(resolve(this.root), resolve(requested))) throw pathOutsideRoot(path);
+    let real: string;
+    try {
+      real = realpathSync(requested);
+    } catch {
+      throw new ScoringError('version_not_found', 404, `"${path}" does not exist`);
+    }
+    if (!isInside(root, real) || real === root) throw pathOutsideRoot(path);
+    if (!isDirectory(real)) throw new ScoringError('invalid_path', 400, `"${path}" is not a folder`);
+    const rel = relative(root, real);
+    const parts = rel.split(sep);
+    if (parts[0] === name && parts.length === 1) return { version: '0', dir: real };
+    if (parts[0] === name && parts.length === 2) return { version: parts[1] as string, dir: real };
+    return { version: parts.join('/'), dir: real };
+  }
+
+  private assertInsideRoot(dir: string, shown: string): void {
+    let real: string;
+    try {
+      real = realpathSync(dir);
+    } catch {
+      throw new ScoringError('version_not_found', 404, `"${shown}" does not exist`);
+    }
+    if (!isInside(realpathSync(this.root), real)) throw pathOutsideRoot(shown);
+  }
+
+  /** Records a refused load (metrics, status, log) and returns the error to throw. */
+  private refuse(name: string, version: string, source: LoadSource, message: string, cause?: unknown): ScoringError {
+    const state = this.state(name);
+    state.lastFailure = failure(version, message, source);
+    this.metrics.modelLoads.inc({ model: name, result: 'failure' });
+    const serving = this.serving.get(name);
+    this.log(`refused ${name}@${version} (${source}): ${message}${serving ? `; ${serving.id} keeps serving` : ''}`);
+    return cause instanceof ScoringError ? cause : new ScoringError('model_load_failed', 422, message);
+  }
+
+  /** Load → validate → warm (ModelVersion.load), then the atomic switch. Runs under the model's lock. */
+  private async swap(name: string, ref: VersionRef, options: { pin: boolean; source: LoadSource }): Promise<ModelVersion> {
+    const state = this.state(name);
+    state.loading = ref.version;
+    let loaded: ModelVersion;
+    try {
+      loaded = await ModelVersion.load(name, ref.version, ref.dir, this.options);
+    } catch (err) {
+      throw this.refuse(name, ref.version, options.source, (err as Error).message, err);
+    } finally {
+      state.loading = undefined;
+    }
+    if (this.closed) {
+      await loaded.release(0);
+      throw new ScoringError('shutting_down', 503, 'the server is shutting down');
+    }
+    // The switch: one synchronous step, so every request sees either the old or the new version.
+    const previous = this.serving.get(name);
+    this.serving.set(name, loaded);
+    const at = performance.now();
+    state.pinned = options.pin ? ref.version : undefined;
+    state.unloaded = false;
+    state.lastFailure = undefined;
+    if (previous !== undefined && previous.dir !== loaded.dir) state.previous = { version: previous.version, dir: previous.dir };
+    this.metrics.modelLoads.inc({ model: name, result: 'success' });
+    this.flipInfo(name, state, loaded.version);
+    this.emit({ model: name, version: loaded.version, previous: previous?.version ?? null, source: options.source, at });
+    this.log(`${loaded.id} serves (${options.source}, loaded in ${loaded.loadSeconds.toFixed(3)} s${previous ? `, replacing ${previous.version}` : ''})`);
+    if (previous !== undefined) {
+      void previous.release().catch((err: Error) => this.log(`releasing ${previous.id} failed: ${err.message}`));
+    }
+    return loaded;
+  }
+
+  /** model_info: 1 for the serving version, 0 for the one it replaced; older series are dropped. */
+  private flipInfo(name: string, state: ModelState, version: string): void {
+    const shown = [version, ...state.infoVersions.filter((v) => v !== version)];
+    for (const old of shown.slice(2)) this.metrics.modelInfo.remove({ model: name, version: old });
+    state.infoVersions = shown.slice(0, 2);
+    for (const v of state.infoVersions) this.metrics.modelInfo.set({ model: name, version: v }, v === version ? 1 : 0);
+  }
+
+  private emit(event: SwapEvent): void {
+    for (const listener of this.swapListeners) listener(event);
+  }
+}
+
+function failure(version: string, message: string, source: LoadSource): LoadFailure {
+  return { version, message, at: new Date().toISOString(), source };
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** A version folder is complete when model.onnx and a marker (written last) are there. */
+export function isCompleteVersion(dir: string): boolean {
+  return isDirectory(dir) && existsSync(join(dir, 'model.onnx')) && MARKERS.some((m) => existsSync(join(dir, m)));
+}
+
+function isInside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
 }

@@ -5,7 +5,9 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { RmserveMetrics } from '../metrics.js';
 import type { ModelRegistry } from '../scoring/registry.js';
 import type { Scorer } from '../scoring/scorer.js';
+import { requireApiKey } from './auth.js';
 import { registerErrorHandling } from './errors.js';
+import { ADMIN_ROUTES, adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
 import { openRlhfRoutes } from './routes/openrlhf.js';
@@ -20,6 +22,10 @@ export interface AppOptions {
   /** Most items (pairs or queries) in one request (413 beyond). */
   maxItems: number;
   logger?: FastifyServerOptions['logger'];
+  /** Enables the admin routes (load/unload/rollback), which require it as a bearer token. */
+  adminToken?: string;
+  /** Bearer token for every route but /health, /ready, /metrics and /docs. */
+  apiKey?: string;
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -31,6 +37,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerErrorHandling(app);
   // Every route takes JSON; a text body is a client mistake worth a 415, not a schema error.
   app.removeContentTypeParser('text/plain');
+  if (options.apiKey) requireApiKey(app, options.apiKey, ADMIN_ROUTES);
 
   const { metrics } = options;
   app.addHook('onResponse', async (request, reply) => {
@@ -47,6 +54,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   await app.register(healthRoutes, { registry: options.registry, metrics });
   await app.register(modelRoutes, { registry: options.registry });
+  if (options.adminToken) await app.register(adminRoutes, { registry: options.registry, adminToken: options.adminToken });
   await app.register(scoreRoutes, { scorer: options.scorer, maxItems: options.maxItems });
   await app.register(openRlhfRoutes, { scorer: options.scorer, maxItems: options.maxItems });
   return app;

@@ -1,24 +1,36 @@
-// GET /v1/models, GET /v1/models/:name — what is loaded and which version serves.
+// GET /v1/models, GET /v1/models/:name — what is loaded, which version serves, and what failed.
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { unknownModel } from '../../scoring/errors.js';
 import type { ModelRegistry } from '../../scoring/registry.js';
 import { ErrorSchema } from '../schemas.js';
 
-const ModelStatusSchema = Type.Object({
+const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
+
+export const ModelStatusSchema = Type.Object({
   name: Type.String(),
   serving: Type.Union([
     Type.Null(),
     Type.Object({
       version: Type.String(),
       loaded_at: Type.String(),
+      load_seconds: Type.Number(),
       objectives: Type.Array(Type.String()),
       max_length: Type.Integer(),
       metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
   ]),
   versions: Type.Array(Type.String()),
-  last_error: Type.Union([Type.String(), Type.Null()]),
+  newest: Nullable(Type.String()),
+  pinned: Nullable(Type.String()),
+  previous: Nullable(Type.String()),
+  loading: Nullable(Type.String()),
+  unloaded: Type.Boolean(),
+  last_error: Nullable(Type.String()),
+  last_failure: Type.Union([
+    Type.Null(),
+    Type.Object({ version: Type.String(), message: Type.String(), at: Type.String(), source: Type.String() }),
+  ]),
 });
 
 export const modelRoutes: FastifyPluginAsync<{ registry: ModelRegistry }> = async (app, { registry }) => {
