@@ -2,7 +2,7 @@
 // current weights), and the pairwise metrics computed from its rewards.
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from './graph/builder.js';
-import { buildForward, declareParamInputs, parameterSpecs, type ModelWeights, type RewardModelConfig } from './model.js';
+import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, type ModelWeights, type RewardModelConfig } from './model.js';
 import { padBatch } from './batch.js';
 import type { EncodedPair } from './encode.js';
 
@@ -30,7 +30,7 @@ export class RewardForward {
   ) {}
 
   static async create(config: RewardModelConfig, sessionOptions: ort.InferenceSession.SessionOptions = {}): Promise<RewardForward> {
-    const b = new GraphBuilder('reward_forward');
+    const b = new GraphBuilder('reward_forward', { opset: MODEL_OPSET });
     const params = declareParamInputs(b, config);
     const ids = b.input('input_ids', 'int64', ['batch', 'seq']);
     const mask = b.input('attention_mask', 'int64', ['batch', 'seq']);

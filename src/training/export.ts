@@ -8,7 +8,7 @@ import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, writeFileS
 import { join } from 'node:path';
 import { parseManifest, type RmserveManifest } from '../scoring/manifest.js';
 import { GraphBuilder } from './graph/builder.js';
-import { buildForward, declareParamInitializers, type ModelWeights, type RewardModelConfig } from './model.js';
+import { MODEL_OPSET, buildForward, declareParamInitializers, type ModelWeights, type RewardModelConfig } from './model.js';
 import type { TokenizerFiles } from './encode.js';
 
 export interface ExportOptions {
@@ -27,7 +27,7 @@ export interface ExportOptions {
 
 /** The forward graph as ONNX bytes: inputs input_ids, attention_mask int64 [batch, seq]; output logits float32 [batch, K]. */
 export function forwardModelProto(config: RewardModelConfig, weights: ModelWeights): Uint8Array {
-  const b = new GraphBuilder('reward_model');
+  const b = new GraphBuilder('reward_model', { opset: MODEL_OPSET });
   const params = declareParamInitializers(b, config, weights);
   const ids = b.input('input_ids', 'int64', ['batch', 'sequence']);
   const mask = b.input('attention_mask', 'int64', ['batch', 'sequence']);

@@ -11,6 +11,9 @@
 import type { DType, GraphBuilder, Value } from './graph/builder.js';
 
 export type HeadKind = 'linear' | 'mlp';
+
+/** Opset of every graph the trainer builds (step, evaluation, export): 20 has the Gelu op. */
+export const MODEL_OPSET = 20;
 export type Activation = 'gelu_new' | 'gelu';
 
 export interface RewardModelConfig {
@@ -230,10 +233,11 @@ export function buildForward(
     // ---- causal self-attention
     const h = b.layerNorm(x, param(`${L}.ln1.g`), param(`${L}.ln1.b`), c.layerNormEps); // [B,T,C]
     const qkv = b.add(b.matmul(h, param(`${L}.attn.qkv.w`)), param(`${L}.attn.qkv.b`)); // [B,T,3C]
-    const part = (k: number): Value => b.reshape(b.op('Slice', [qkv, b.ints([k * C]), b.ints([(k + 1) * C]), b.ints([2])]), [0, 0, H, D]); // [B,T,H,D]
-    const q = b.transpose(b.mul(part(0), qScale), [0, 2, 1, 3]); //         [B,H,T,D]
-    const kT = b.transpose(part(1), [0, 2, 3, 1]); //                       [B,H,D,T]
-    const v = b.transpose(part(2), [0, 2, 1, 3]); //                        [B,H,T,D]
+    // One Split (its gradient is one Concat) rather than three Slices (three Pads and a Sum).
+    const parts = b.opMulti('Split', [qkv, b.ints([C, C, C])], 3, { axis: 2 }).map((t) => b.reshape(t, [0, 0, H, D])); // 3×[B,T,H,D]
+    const q = b.transpose(b.mul(parts[0] as Value, qScale), [0, 2, 1, 3]); // [B,H,T,D]
+    const kT = b.transpose(parts[1] as Value, [0, 2, 3, 1]); //              [B,H,D,T]
+    const v = b.transpose(parts[2] as Value, [0, 2, 1, 3]); //               [B,H,T,D]
     const att = b.softmax(b.add(b.matmul(q, kT), attnBias), -1); //          [B,H,T,T]
     const y = b.reshape(b.transpose(b.matmul(att, v), [0, 2, 1, 3]), [0, 0, C]); // [B,T,C]
     x = b.add(x, b.add(b.matmul(y, param(`${L}.attn.proj.w`)), param(`${L}.attn.proj.b`)));
@@ -273,8 +277,13 @@ export function buildForward(
   return lmLogits === undefined ? { rewards } : { rewards, lmLogits };
 }
 
-/** GELU in the form the config names; autodiff differentiates exactly the nodes emitted here. */
+/**
+ * GELU in the form the config names. From opset 20 it is one Gelu node (approximate='tanh' for
+ * gelu_new), whose gradient rule is a single chain of elementwise nodes; before that it is spelled
+ * out. Autodiff differentiates exactly what is emitted here.
+ */
 function gelu(b: GraphBuilder, u: Value, form: Activation, dtype: DType): Value {
+  if (b.opset >= 20) return b.op('Gelu', [u], form === 'gelu_new' ? { approximate: 'tanh' } : {});
   const s = (x: number): Value => b.scalar(dtype, x);
   const half = b.mul(u, s(0.5));
   if (form === 'gelu') {

@@ -8,7 +8,7 @@ import { gradients } from './graph/autodiff.js';
 import { GraphBuilder, type DType, type Value } from './graph/builder.js';
 import { addOptimizerStep, type AdamWOptions, type LrSchedule } from './graph/optim.js';
 import { lossFor, type LossConfig } from './losses.js';
-import { buildForward, declareParamInputs, parameterSpecs, type RewardModelConfig } from './model.js';
+import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, type RewardModelConfig } from './model.js';
 import type { ParamTensors } from './evaluate.js';
 
 /**
@@ -52,7 +52,7 @@ export interface StepGraphOptions {
 /** The whole step: outputs `<param>.next`, `adam_m.<param>.next`, `adam_v.<param>.next`, loss, terms, rewards, grad_norm, lr_used. */
 export function buildStepGraph(options: StepGraphOptions): Uint8Array {
   const { config } = options;
-  const b = new GraphBuilder('reward_train_step');
+  const b = new GraphBuilder('reward_train_step', { opset: MODEL_OPSET });
   const params = declareParamInputs(b, config);
   const pl = addPairLoss(b, config, params, options.loss, 'float32');
   const specs = parameterSpecs(config);
@@ -69,8 +69,8 @@ export function buildStepGraph(options: StepGraphOptions): Uint8Array {
 }
 
 /** Loss and its gradient with respect to every parameter, without the update (gradient checks). */
-export function buildLossGradGraph(config: RewardModelConfig, loss: LossConfig, dtype: DType): Uint8Array {
-  const b = new GraphBuilder('reward_loss_grad');
+export function buildLossGradGraph(config: RewardModelConfig, loss: LossConfig, dtype: DType, opset = MODEL_OPSET): Uint8Array {
+  const b = new GraphBuilder('reward_loss_grad', { opset });
   const params = declareParamInputs(b, config, dtype);
   const pl = addPairLoss(b, config, params, loss, dtype);
   const specs = parameterSpecs(config);
