@@ -4,7 +4,8 @@ import { RmserveMetrics } from './metrics.js';
 import { ModelRegistry } from './scoring/registry.js';
 import { DEFAULT_WATCH_OPTIONS, ModelWatcher } from './scoring/watcher.js';
 import { RewardCache } from './scoring/reward-cache.js';
-import { Scorer } from './scoring/scorer.js';
+import { DEFAULT_REFERENCE_CACHE_SIZE, ReferenceCache } from './scoring/references.js';
+import { DEFAULT_REWARD_DEFAULTS, Scorer, type RewardDefaults } from './scoring/scorer.js';
 import { buildApp } from './server/app.js';
 
 export interface ServiceConfig {
@@ -30,6 +31,10 @@ export interface ServiceConfig {
   adminToken: string | undefined;
   /** Bearer token required by every route but /health, /ready, /metrics and /docs; off when unset. */
   apiKey: string | undefined;
+  /** /get_reward's transform, aggregate and LSC reference quantile when the URL names none. */
+  rewardDefaults: RewardDefaults;
+  /** Prompts whose LSC reference rewards are remembered (0 = off). */
+  referenceCacheSize: number;
 }
 
 export const DEFAULT_CONFIG: ServiceConfig = {
@@ -51,6 +56,8 @@ export const DEFAULT_CONFIG: ServiceConfig = {
   watchPollMs: DEFAULT_WATCH_OPTIONS.pollMs,
   adminToken: undefined,
   apiKey: undefined,
+  rewardDefaults: DEFAULT_REWARD_DEFAULTS,
+  referenceCacheSize: DEFAULT_REFERENCE_CACHE_SIZE,
 };
 
 export interface Service {
@@ -80,13 +87,14 @@ export async function createService(
     },
   }, { pins: config.pins, log: options.log });
   await registry.loadAll(options.log);
-  const scorer = new Scorer(registry, new RewardCache(config.cacheSize), metrics, config.defaultModels);
+  const scorer = new Scorer(registry, new RewardCache(config.cacheSize), metrics, config.defaultModels, new ReferenceCache(config.referenceCacheSize));
   const app = await buildApp({
     scorer,
     registry,
     metrics,
     bodyLimit: config.bodyLimit,
     maxItems: config.maxItems,
+    rewardDefaults: config.rewardDefaults,
     logger: options.logger,
     adminToken: config.adminToken,
     apiKey: config.apiKey,

@@ -1,10 +1,17 @@
 // `rmserve serve`: load every model under the models root and serve them over HTTP.
 import { Command, Option } from 'commander';
 import { DEFAULT_CONFIG, createService } from '../service.js';
+import { AGGREGATE_NAMES, TRANSFORM_NAMES, type AggregateName, type TransformName } from '../transforms/index.js';
 
 const int = (value: string): number => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new Error(`expected a non-negative integer, got "${value}"`);
+  return n;
+};
+
+const unit = (value: string): number => {
+  const n = Number(value);
+  if (value.trim() === '' || !(n >= 0 && n <= 1)) throw new Error(`expected a number in [0, 1], got "${value}"`);
   return n;
 };
 
@@ -26,6 +33,10 @@ export function serveCommand(): Command {
     .addOption(new Option('--max-items <n>', 'most items per request (413 beyond)').env('RMSERVE_MAX_ITEMS').default(d.maxItems).argParser(int))
     .addOption(new Option('--body-limit <bytes>', 'largest request body (413 beyond)').env('RMSERVE_BODY_LIMIT').default(d.bodyLimit).argParser(int))
     .addOption(new Option('--default-model <names>', 'comma-separated models used when a request names none (default: all)').env('RMSERVE_DEFAULT_MODEL'))
+    .addOption(new Option('--transform <name>', '/get_reward transform when its URL names none').env('RMSERVE_TRANSFORM').choices(TRANSFORM_NAMES).default(d.rewardDefaults.transform))
+    .addOption(new Option('--aggregate <name>', '/get_reward aggregate when its URL names none (default: conjunction for lsc, else sum)').env('RMSERVE_AGGREGATE').choices(AGGREGATE_NAMES))
+    .addOption(new Option('--reference-quantile <q>', 'quantile of reference rewards used as the LSC reference').env('RMSERVE_REFERENCE_QUANTILE').default(d.rewardDefaults.referenceQuantile).argParser(unit))
+    .addOption(new Option('--reference-cache-size <n>', 'prompts whose LSC reference rewards are remembered (0 = off)').env('RMSERVE_REFERENCE_CACHE_SIZE').default(d.referenceCacheSize).argParser(int))
     .addOption(new Option('--pin <name=version...>', 'serve this version of a model instead of the newest (repeatable)').env('RMSERVE_PIN').argParser(collectPins))
     .addOption(new Option('--no-watch', 'do not watch the models root for new versions'))
     .addOption(new Option('--watch-settle-ms <ms>', 'how long a new version folder must stay unchanged before it loads').env('RMSERVE_WATCH_SETTLE_MS').default(d.watchSettleMs).argParser(int))
@@ -55,6 +66,8 @@ export function serveCommand(): Command {
           watchPollMs: opts.watchPollMs,
           adminToken: opts.adminToken || undefined,
           apiKey: opts.apiKey || undefined,
+          rewardDefaults: { transform: opts.transform, aggregate: opts.aggregate, referenceQuantile: opts.referenceQuantile },
+          referenceCacheSize: opts.referenceCacheSize,
         },
         { logger: { level: opts.logLevel }, log: (m) => console.error(`[rmserve] ${m}`) },
       );
@@ -102,6 +115,10 @@ interface ServeOptions {
   maxItems: number;
   bodyLimit: number;
   defaultModel?: string;
+  transform: TransformName;
+  aggregate?: AggregateName;
+  referenceQuantile: number;
+  referenceCacheSize: number;
   pin?: Record<string, string>;
   watch: boolean;
   watchSettleMs: number;

@@ -4,7 +4,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { RmserveMetrics } from '../metrics.js';
 import type { ModelRegistry } from '../scoring/registry.js';
-import type { Scorer } from '../scoring/scorer.js';
+import type { RewardDefaults, Scorer } from '../scoring/scorer.js';
 import { requireApiKey } from './auth.js';
 import { registerErrorHandling } from './errors.js';
 import { ADMIN_ROUTES, adminRoutes } from './routes/admin.js';
@@ -21,6 +21,8 @@ export interface AppOptions {
   bodyLimit: number;
   /** Most items (pairs or queries) in one request (413 beyond). */
   maxItems: number;
+  /** /get_reward's transform, aggregate and reference quantile when its query string names none. */
+  rewardDefaults?: RewardDefaults;
   logger?: FastifyServerOptions['logger'];
   /** Enables the admin routes (load/unload/rollback), which require it as a bearer token. */
   adminToken?: string;
@@ -56,6 +58,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(modelRoutes, { registry: options.registry });
   if (options.adminToken) await app.register(adminRoutes, { registry: options.registry, adminToken: options.adminToken });
   await app.register(scoreRoutes, { scorer: options.scorer, maxItems: options.maxItems });
-  await app.register(openRlhfRoutes, { scorer: options.scorer, maxItems: options.maxItems });
+  await app.register(openRlhfRoutes, { scorer: options.scorer, maxItems: options.maxItems, defaults: options.rewardDefaults });
   return app;
 }

@@ -1,29 +1,55 @@
-// POST /v1/score — rmserve's own scoring API (see docs/api.md for the reply shape).
+// POST /v1/score — rmserve's own scoring API (docs/api.md has the shapes, docs/transforms.md the
+// maths). Raw rewards by default; transforms and the aggregate are applied per request after the
+// cache, so one cached score serves every transform.
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import type { Scorer } from '../../scoring/scorer.js';
+import { defaultAggregate, type RewardedItem, type Scorer } from '../../scoring/scorer.js';
 import { ScoringError } from '../../scoring/errors.js';
 import { clientAbortSignal } from '../abort.js';
-import { ErrorSchema, ModelSelectorSchema, ScoreItemSchema, TruncationSchema, modelList } from '../schemas.js';
+import {
+  AggregateNameSchema,
+  ErrorSchema,
+  ModelSelectorSchema,
+  ReferenceQuantileSchema,
+  ReferenceSchema,
+  ScoreItemSchema,
+  TransformNameSchema,
+  TruncationSchema,
+  WeightsSchema,
+  modelList,
+} from '../schemas.js';
 
 const ScoreBody = Type.Object(
   {
     model: Type.Optional(ModelSelectorSchema),
     items: Type.Array(ScoreItemSchema, { minItems: 1 }),
-    transform: Type.Optional(Type.Literal('none')),
-    aggregate: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('sum'), Type.Literal('min')])),
+    transform: Type.Optional(TransformNameSchema),
+    // Default: conjunction for lsc, sum otherwise (one objective: its own value either way).
+    aggregate: Type.Optional(AggregateNameSchema),
+    weights: Type.Optional(WeightsSchema),
+    // Reference responses for every item's prompt; an item's own `reference` replaces them.
+    reference: Type.Optional(ReferenceSchema),
+    reference_quantile: Type.Optional(ReferenceQuantileSchema),
+    clip: Type.Optional(Type.Tuple([Type.Number(), Type.Number()])),
     truncation: Type.Optional(TruncationSchema),
   },
   { additionalProperties: false },
 );
 type ScoreBody = Static<typeof ScoreBody>;
 
-const ObjectiveResult = Type.Object({ raw: Type.Number(), transformed: Type.Number(), model: Type.String() });
+const ObjectiveResult = Type.Object({
+  raw: Type.Number(),
+  transformed: Type.Number(),
+  model: Type.String(),
+  reference: Type.Optional(Type.Number()),
+  reference_source: Type.Optional(Type.Union([Type.Literal('request'), Type.Literal('prompt_cache'), Type.Literal('manifest')])),
+});
 const ScoreReply = Type.Object({
   model_versions: Type.Record(Type.String(), Type.String()),
   results: Type.Array(
     Type.Object({
       reward: Type.Optional(Type.Number()),
+      probability: Type.Optional(Type.Number()),
       cached: Type.Boolean(),
       truncated: Type.Boolean(),
       objectives: Type.Record(Type.String(), ObjectiveResult),
@@ -41,37 +67,53 @@ export const scoreRoutes: FastifyPluginAsync<ScoreRouteOptions> = async (app, { 
     '/v1/score',
     {
       schema: {
-        summary: 'Score (prompt, response) pairs with one or more reward models',
+        summary: 'Score (prompt, response) pairs with one or more reward models, optionally transformed and aggregated',
         body: ScoreBody,
         response: { 200: ScoreReply, '4xx': ErrorSchema },
       },
     },
     async (request, reply) => {
-      const { items, aggregate = 'sum' } = request.body;
-      if (items.length > maxItems) {
-        throw new ScoringError('too_many_items', 413, `at most ${maxItems} items per request, got ${items.length}`);
+      const body = request.body;
+      if (body.items.length > maxItems) {
+        throw new ScoringError('too_many_items', 413, `at most ${maxItems} items per request, got ${body.items.length}`);
       }
-      const result = await scorer.score({
-        models: modelList(request.body.model),
-        items,
-        truncation: request.body.truncation,
+      const transform = body.transform ?? 'none';
+      const result = await scorer.reward({
+        models: modelList(body.model),
+        items: body.items.map(({ reference: _, ...item }) => item),
+        references: body.items.map((item) => (item.reference ?? body.reference)?.responses),
+        options: {
+          transform,
+          aggregate: body.aggregate ?? defaultAggregate(transform),
+          weights: body.weights,
+          referenceQuantile: body.reference_quantile,
+          clip: body.clip,
+        },
+        maxPairs: maxItems,
+        truncation: body.truncation,
         signal: clientAbortSignal(request, reply),
       });
-      return {
-        model_versions: result.modelVersions,
-        results: result.items.map((item) => {
-          const raws = Object.values(item.objectives).map((o) => o.raw);
-          const reward = aggregate === 'none' ? undefined : aggregate === 'min' ? Math.min(...raws) : raws.reduce((a, b) => a + b, 0);
-          return {
-            ...(reward === undefined ? {} : { reward }),
-            cached: item.cached,
-            truncated: item.truncated,
-            objectives: Object.fromEntries(
-              Object.entries(item.objectives).map(([name, o]) => [name, { raw: o.raw, transformed: o.raw, model: o.model }]),
-            ),
-          };
-        }),
-      };
+      return { model_versions: result.modelVersions, results: result.items.map(resultJson) };
     },
   );
 };
+
+function resultJson(item: RewardedItem): Static<typeof ScoreReply>['results'][number] {
+  return {
+    ...(item.reward === undefined ? {} : { reward: item.reward }),
+    ...(item.probability === undefined ? {} : { probability: item.probability }),
+    cached: item.cached,
+    truncated: item.truncated,
+    objectives: Object.fromEntries(
+      Object.entries(item.objectives).map(([name, o]) => [
+        name,
+        {
+          raw: o.raw,
+          transformed: o.transformed,
+          model: o.model,
+          ...(o.reference === undefined ? {} : { reference: o.reference, reference_source: o.referenceSource }),
+        },
+      ]),
+    ),
+  };
+}
