@@ -30,6 +30,7 @@ interface TrainCliOptions {
   data: string[];
   out: string;
   tokenizer?: string;
+  initFrom?: string;
   vocabSize: number;
   dModel: number;
   layers: number;
@@ -68,6 +69,7 @@ export function trainCommand(): Command {
     .requiredOption('--data <files...>', 'preference files: JSONL/JSON with prompt/chosen/rejected, HH-RLHF transcripts, AlpacaEval or PandaLM judgments (.gz ok)')
     .requiredOption('--out <dir>', 'model folder to write, e.g. models/NAME/VERSION')
     .addOption(new Option('--tokenizer <file>', 'tokenizer.json to use (its tokenizer_config.json is read too); default: train a byte-level BPE on the training split'))
+    .addOption(new Option('--init-from <dir>', 'start from a Hugging Face GPT-2 folder (config.json + model.safetensors; needs --tokenizer); its sizes replace --d-model/--layers/--heads'))
     .addOption(new Option('--vocab-size <n>', 'vocabulary size of the trained BPE tokenizer').default(d.vocabSize).argParser(int(260)))
     .addOption(new Option('--d-model <n>', 'model width').default(d.dModel).argParser(int(1)))
     .addOption(new Option('--layers <n>', 'decoder blocks').default(d.layers).argParser(int(1)))
@@ -103,6 +105,7 @@ export function trainCommand(): Command {
         data: opts.data,
         out: opts.out,
         tokenizer: opts.tokenizer,
+        initFrom: opts.initFrom,
         vocabSize: opts.vocabSize,
         dModel: opts.dModel,
         layers: opts.layers,

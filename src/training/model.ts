@@ -155,6 +155,37 @@ export function initWeights(c: RewardModelConfig, seed: number, options: { zeroH
   return weights;
 }
 
+/**
+ * Weights for `c` from a pretrained decoder (loadHfGpt2's params, same names and layouts): the
+ * blocks are copied; position embeddings are cut to c.maxLength rows; the token table gets fresh
+ * N(0, initStd) rows for token ids the checkpoint lacks (a tokenizer with added tokens); the
+ * reward head, which no language model has, is initialised from the seed.
+ */
+export function initFromPretrained(
+  c: RewardModelConfig, pretrained: ReadonlyMap<string, { shape: number[]; data: Float32Array }>, seed: number,
+  options: { zeroHead?: boolean } = {},
+): ModelWeights {
+  const weights = initWeights(c, seed, options);
+  for (const spec of parameterSpecs(c)) {
+    if (spec.name.startsWith('head.')) continue;
+    const p = pretrained.get(spec.name);
+    if (p === undefined) throw new Error(`pretrained weights lack ${spec.name}`);
+    const target = weights.get(spec.name) as Float32Array;
+    const rowLength = spec.shape.slice(1).reduce((a, b) => a * b, 1);
+    const sameTail = p.shape.length === spec.shape.length && p.shape.slice(1).every((d, i) => d === spec.shape[i + 1]);
+    const rowsMayDiffer = spec.name === 'tok_emb' || spec.name === 'pos_emb';
+    if (!sameTail || (!rowsMayDiffer && p.shape[0] !== spec.shape[0])) {
+      throw new Error(`pretrained ${spec.name} has shape [${p.shape}], the model needs [${spec.shape}]`);
+    }
+    if (spec.name === 'pos_emb' && (p.shape[0] as number) < (spec.shape[0] as number)) {
+      throw new Error(`pretrained model has ${p.shape[0]} positions; --max-length ${spec.shape[0]} is longer`);
+    }
+    const rows = Math.min(p.shape[0] as number, spec.shape[0] as number);
+    target.set(p.data.subarray(0, rows * rowLength));
+  }
+  return weights;
+}
+
 /** Parameters as graph values, by name (graph inputs when training, initializers when exporting). */
 export type ParamValues = ReadonlyMap<string, Value>;
 

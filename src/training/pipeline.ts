@@ -10,7 +10,8 @@ import { RewardForward, pairMetrics, scorePairs, weightsToTensors, type PairMetr
 import { exportRewardModel, gitCommit, sha256File } from './export.js';
 import { DEFAULT_LOSS, type LossConfig } from './losses.js';
 import { trainLoop, DEFAULT_OPTIMIZER, type LoopResult, type OptimizerConfig, type TrainExample } from './loop.js';
-import { defaultModelConfig, initWeights, parameterCount, validateModelConfig, type HeadKind, type ModelWeights, type RewardModelConfig } from './model.js';
+import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type HeadKind, type ModelWeights, type RewardModelConfig } from './model.js';
+import { loadHfGpt2, type LoadedGpt2 } from './hf-gpt2.js';
 import { splitByPrompt, type SplitFractions } from './split.js';
 import { trainByteLevelBpe } from './tokenizer/index.js';
 import type { RmserveManifest } from '../scoring/manifest.js';
@@ -20,6 +21,8 @@ export interface TrainRunOptions {
   out: string;
   /** a tokenizer.json to use (tokenizer_config.json beside it is read too); else one is trained */
   tokenizer?: string;
+  /** start from a Hugging Face GPT-2 folder (config.json + model.safetensors); its sizes replace dModel/layers/heads */
+  initFrom?: string;
   vocabSize: number;
   dModel: number;
   layers: number;
@@ -124,13 +127,23 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
   log(`encoded: ${train.reduce((n, e) => n + e.chosen.length + e.rejected.length, 0)} training tokens, ${truncated} of ${train.length} pairs truncated to ${o.maxLength}`);
 
   // ---- model
+  const pretrained: LoadedGpt2 | undefined = o.initFrom ? loadHfGpt2(o.initFrom) : undefined;
+  if (pretrained && !o.tokenizer) throw new Error('--init-from needs the checkpoint\'s own tokenizer: pass --tokenizer');
+  const sizes = pretrained
+    ? {
+      vocabSize: Math.max(encoder.vocabSize, pretrained.config.vocabSize), dModel: pretrained.config.dModel,
+      nLayers: pretrained.config.nLayers, nHeads: pretrained.config.nHeads, dMlp: pretrained.config.dFF,
+      layerNormEps: pretrained.config.layerNormEpsilon,
+      activation: pretrained.config.activation === 'gelu' ? 'gelu' as const : 'gelu_new' as const,
+    }
+    : { vocabSize: encoder.vocabSize, dModel: o.dModel, nLayers: o.layers, nHeads: o.heads, dMlp: 4 * o.dModel };
   const config = defaultModelConfig({
-    vocabSize: encoder.vocabSize, dModel: o.dModel, nLayers: o.layers, nHeads: o.heads, dMlp: 4 * o.dModel,
-    maxLength: o.maxLength, numObjectives: objectives.length, head: o.head, headHidden: o.headHidden,
+    ...sizes, maxLength: o.maxLength, numObjectives: objectives.length, head: o.head, headHidden: o.headHidden,
   });
   validateModelConfig(config);
-  log(`model: ${parameterCount(config).toLocaleString('en')} parameters (d_model ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, vocab ${config.vocabSize}, K ${config.numObjectives})`);
-  const init: ModelWeights = initWeights(config, o.seed);
+  log(`model: ${parameterCount(config).toLocaleString('en')} parameters (d_model ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, vocab ${config.vocabSize}, K ${config.numObjectives})` +
+    (pretrained ? `, initialised from ${o.initFrom}` : ''));
+  const init: ModelWeights = pretrained ? initFromPretrained(config, pretrained.params, o.seed) : initWeights(config, o.seed);
 
   // ---- train
   const session = o.threads ? { intraOpNumThreads: o.threads } : {};
@@ -185,6 +198,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
       data: dataProvenance,
       split: { method: 'sha256 of the prompt', ...o.split },
       tokenizer: o.tokenizer ? { path: o.tokenizer, sha256: await sha256File(o.tokenizer) } : { trained: 'byte-level BPE on the training split', vocab_size: o.vocabSize },
+      init: o.initFrom ? { from: o.initFrom } : { seed: o.seed },
       config,
       loss: o.loss,
       optimizer: o.optimizer,
