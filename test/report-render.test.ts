@@ -9,7 +9,8 @@ import type { EvalResult } from '../src/training/eval/types.js';
 import { parseMetricsLog, writeTrainingReport, type MetricsRow } from '../src/training/report/index.js';
 import { niceTicks } from '../src/training/report/svg.js';
 
-const CHROMIUM = '/usr/bin/chromium';
+// Debian's package path; CHROMIUM_PATH points elsewhere (or at nothing, to see the skip).
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const STEPS = 120;
 const VALIDATION_EVERY = 20;
 

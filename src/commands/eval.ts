@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { evaluateFiles } from '../training/eval/evaluate-files.js';
 import { ProgressLine } from '../training/eval/progress.js';
 import { formatEvalResult } from '../training/eval/table.js';
-import type { EvalSplit } from '../training/eval/types.js';
+import type { EvalResult, EvalSplit } from '../training/eval/types.js';
 
 const positiveInt = (value: string): number => {
   const n = Number(value);
@@ -42,18 +42,25 @@ export function evalCommand(): Command {
     .option('--device <device>', 'cpu, cuda or cuda:N', 'cpu')
     .option('--threads <n>', 'ORT intra-op threads (default: ORT decides)', positiveInt)
     .option('--quiet', 'no table on stdout (with --json)')
-    .action(async (opts: EvalOptions) => {
+    .action(async function (this: Command, opts: EvalOptions) {
       const progress = new ProgressLine();
-      const result = await evaluateFiles({
-        model: opts.model,
-        data: opts.data,
-        split: opts.split,
-        ...(opts.maxPairs === undefined ? {} : { maxPairs: opts.maxPairs }),
-        batchSize: opts.batchSize,
-        device: opts.device,
-        ...(opts.threads === undefined ? {} : { intraOpThreads: opts.threads }),
-        progress: (f, done, total) => progress.update(`scoring ${opts.data[f]}`, done, total),
-      });
+      let result: EvalResult;
+      try {
+        result = await evaluateFiles({
+          model: opts.model,
+          data: opts.data,
+          split: opts.split,
+          ...(opts.maxPairs === undefined ? {} : { maxPairs: opts.maxPairs }),
+          batchSize: opts.batchSize,
+          device: opts.device,
+          ...(opts.threads === undefined ? {} : { intraOpThreads: opts.threads }),
+          progress: (f, done, total) => progress.update(`scoring ${opts.data[f]}`, done, total),
+        });
+      } catch (err) {
+        progress.done();
+        // Unreadable files, bad model folders: one line, no stack trace.
+        this.error(`error: ${(err as Error).message}`);
+      }
       progress.done();
       if (opts.json !== undefined) {
         mkdirSync(dirname(opts.json), { recursive: true });
