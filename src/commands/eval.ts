@@ -54,7 +54,7 @@ export function evalCommand(): Command {
           batchSize: opts.batchSize,
           device: opts.device,
           ...(opts.threads === undefined ? {} : { intraOpThreads: opts.threads }),
-          progress: (f, done, total) => progress.update(`scoring ${opts.data[f]}`, done, total),
+          progress: (f, phase, done, total) => progress.update(`${phase === 'tokenize' ? 'tokenizing pairs of' : 'scoring responses of'} ${opts.data[f]}`, done, total),
         });
       } catch (err) {
         progress.done();

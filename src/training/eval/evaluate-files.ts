@@ -15,8 +15,8 @@ export interface EvaluateOptions extends ModelScorerOptions {
   split?: EvalSplit;
   /** Keep the first N pairs of each file (after the split). */
   maxPairs?: number;
-  /** Called per file as rows are scored: file index, rows done, rows in the file. */
-  progress?: (file: number, doneRows: number, totalRows: number) => void;
+  /** Called per file as pairs are tokenized, then as responses are scored. */
+  progress?: (file: number, phase: 'tokenize' | 'score', done: number, total: number) => void;
 }
 
 export function selectSplit(pairs: readonly PreferencePair[], split: EvalSplit): PreferencePair[] {
@@ -34,7 +34,7 @@ export async function evaluateFiles(options: EvaluateOptions): Promise<EvalResul
     for (const [f, input] of inputs.entries()) {
       let pairs = selectSplit(input.pairs, split);
       if (options.maxPairs !== undefined) pairs = pairs.slice(0, options.maxPairs);
-      const scored = await scorer.score(pairs, (done, total) => options.progress?.(f, done, total));
+      const scored = await scorer.score(pairs, (phase, done, total) => options.progress?.(f, phase, done, total));
       const objectives = Object.fromEntries(
         scorer.objectives.map((name, k) => [
           name,

@@ -30,7 +30,8 @@ export interface ScoredPairs {
   skipReason: string | undefined;
 }
 
-export type RowProgress = (doneRows: number, totalRows: number) => void;
+/** Tokenizing (counted in pairs) takes as long as scoring (counted in responses) for small models. */
+export type ScoreProgress = (phase: 'tokenize' | 'score', done: number, total: number) => void;
 
 export class ModelScorer {
   private constructor(
@@ -61,7 +62,7 @@ export class ModelScorer {
     return new ModelScorer(spec, session, objectives, name, spec.manifest?.version ?? basename(folder), options.batchSize ?? 32);
   }
 
-  async score(pairs: readonly PreferencePair[], progress?: RowProgress): Promise<ScoredPairs> {
+  async score(pairs: readonly PreferencePair[], progress?: ScoreProgress): Promise<ScoredPairs> {
     const { spec } = this;
     const kept: number[] = [];
     const rows: number[][] = [];
@@ -83,6 +84,7 @@ export class ModelScorer {
         skipped++;
         skipReason ??= (err as Error).message;
       }
+      progress?.('tokenize', i + 1, pairs.length);
     });
 
     const rewards = new Array<Float32Array>(rows.length);
@@ -91,7 +93,7 @@ export class ModelScorer {
       const idx = order.slice(start, start + this.batchSize);
       const out = await this.session.run(idx.map((i) => rows[i] as number[]));
       idx.forEach((i, j) => (rewards[i] = out.rewards[j] as Float32Array));
-      progress?.(Math.min(order.length, start + this.batchSize), order.length);
+      progress?.('score', Math.min(order.length, start + this.batchSize), order.length);
     }
     return {
       kept,
