@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { createService } from '../src/service.js';
@@ -31,10 +31,10 @@ const close = (a: number | null | undefined, b: number, what: string, tol = 1e-5
 
 test('rmserve eval on the shipped harmless model matches the server, statistic by statistic', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rmserve-eval-'));
-  // A models root holding only the shipped harmless model, so the server loads nothing else.
+  // A models root holding only (a copy of) the shipped harmless model, so the server loads nothing
+  // else; the registry refuses links that leave its root.
   const root = join(dir, 'models');
-  mkdirSync(root);
-  symlinkSync(resolve('models/harmless'), join(root, 'harmless'));
+  cpSync('models/harmless', join(root, 'harmless'), { recursive: true });
   const service = await createService({ modelsRoot: root, cacheSize: 0 });
   try {
     // Whatever version of the shipped harmless model the server serves, eval gets the same folder.
