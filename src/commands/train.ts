@@ -101,7 +101,15 @@ export function trainCommand(): Command {
     .addOption(new Option('--no-progress', 'no progress line on the terminal (the JSONL log is always written)'))
     .addHelpText('after', '\nWrites <out>/model.onnx, tokenizer files, config.json, train-metrics.jsonl and, last, rmserve.json.')
     .action(async (opts: TrainCliOptions) => {
+      // First Ctrl-C: finish the step, write the resumable checkpoint, exit. Second: exit now.
+      const stop = new AbortController();
+      process.once('SIGINT', () => {
+        process.stderr.write('\nstopping after this step (Ctrl-C again to quit now)\n');
+        stop.abort();
+        process.once('SIGINT', () => process.exit(130));
+      });
       const result = await runTraining({
+        signal: stop.signal,
         data: opts.data,
         out: opts.out,
         tokenizer: opts.tokenizer,
@@ -131,6 +139,11 @@ export function trainCommand(): Command {
         progress: opts.progress ? undefined : false,
         command: ['rmserve', ...process.argv.slice(2)].join(' '),
       });
+      if (result.manifest === undefined) {
+        console.log(JSON.stringify({ interrupted: true, step: result.loop.steps.at(-1)?.step ?? null, checkpoint: result.loop.checkpoint }));
+        process.exitCode = 130;
+        return;
+      }
       const m = result.manifest.metrics as { validation?: { accuracy: number }; test?: { accuracy: number } } | undefined;
       console.log(JSON.stringify({ out: result.outDir, validation_accuracy: m?.validation?.accuracy ?? null, test_accuracy: m?.test?.accuracy ?? null }));
     });

@@ -62,6 +62,8 @@ export interface LoopOptions {
   resume?: string;
   /** stop after this step although the schedule runs to `steps` (an interrupted run) */
   stopAfter?: number;
+  /** stop after the current step, write last.safetensors and return (Ctrl-C in the CLI) */
+  signal?: AbortSignal;
   /** draw a progress line on stderr (default: when stderr is a TTY) */
   progress?: boolean;
   /** ORT session options for the step and evaluation graphs (threads, execution providers) */
@@ -98,6 +100,10 @@ export interface LoopResult {
   evals: EvalRecord[];
   /** real tokens per second over the steps of this run (excluding evaluation) */
   tokensPerSecond: number;
+  /** stopped by `signal` before `steps` (or `stopAfter`) */
+  interrupted: boolean;
+  /** the resumable checkpoint written last */
+  checkpoint: string;
 }
 
 /** The pair indices of every batch of epoch `epoch`: shuffled, bucketed by length, batches shuffled. */
@@ -257,7 +263,7 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
     log(`step ${state.step}: validation accuracy ${metrics.accuracy.toFixed(4)} loss ${metrics.loss.toFixed(4)} reward mean ${metrics.reward_mean.toFixed(3)} std ${metrics.reward_std.toFixed(3)}`);
   };
 
-  while (state.step < stopAt) {
+  while (state.step < stopAt && options.signal?.aborted !== true) {
     const e = Math.floor(state.step / perEpoch);
     if (e !== epoch) {
       epoch = e;
@@ -291,8 +297,10 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
     }
   }
   if (showProgress) process.stderr.write('\r\x1b[K');
-  if (evalRecords.at(-1)?.step !== state.step) await runEval();
+  const interrupted = state.step < stopAt;
+  if (!interrupted && evalRecords.at(-1)?.step !== state.step) await runEval();
   saveLast();
+  if (interrupted) log(`interrupted at step ${state.step}; continue with --resume ${lastPath}`);
 
   await trainStep.release();
   await forward?.release();
@@ -306,5 +314,7 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
     steps: stepRecords,
     evals: evalRecords,
     tokensPerSecond: runSeconds > 0 ? runTokens / runSeconds : 0,
+    interrupted,
+    checkpoint: lastPath,
   };
 }

@@ -46,6 +46,8 @@ export interface TrainRunOptions {
   stopAfter?: number;
   progress?: boolean;
   threads?: number;
+  /** stop early (after the current step), checkpoint and skip the export */
+  signal?: AbortSignal;
   /** the command line, for provenance */
   command?: string;
   log?: (line: string) => void;
@@ -72,7 +74,8 @@ export const DEFAULT_TRAIN_OPTIONS: Omit<TrainRunOptions, 'data' | 'out'> = {
 
 export interface TrainRunResult {
   outDir: string;
-  manifest: RmserveManifest;
+  /** undefined when the run was interrupted (nothing exported) */
+  manifest: RmserveManifest | undefined;
   config: RewardModelConfig;
   loop: LoopResult;
   test: PairMetrics | undefined;
@@ -152,9 +155,10 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     model: config, loss: o.loss, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
     evalEvery: o.evalEvery, seed: o.seed, checkpointDir: o.checkpointDir ?? defaultCheckpointDir(o.out),
     metricsPath: join(o.out, 'train-metrics.jsonl'), resume: o.resume, stopAfter: o.stopAfter,
-    progress: o.progress, session, log,
+    progress: o.progress, session, log, signal: o.signal,
   }, { train, validation }, init, encoder.padId);
   const trainSeconds = (performance.now() - t0) / 1000;
+  if (loop.interrupted) return { outDir: o.out, manifest: undefined, config, loop, test: undefined };
 
   // ---- evaluate the kept weights on the test split, beside the baselines
   let testMetrics: PairMetrics | undefined;
@@ -169,9 +173,12 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     );
     const bow = trainBagOfWords(train, { vocabSize: config.vocabSize, seed: o.seed });
     metrics.test = testMetrics;
+    // Length: the response alone, untruncated (after left truncation whole sequences tie at max_length).
+    const responseIds = (text: string): number[] => encoder.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    const responses = split.test.map((p) => ({ chosen: responseIds(p.chosen), rejected: responseIds(p.rejected) }));
     metrics.baselines = {
       split: 'test',
-      length: lengthBaseline(test).accuracy,
+      length: lengthBaseline(responses).accuracy,
       bag_of_words: pairwiseAccuracy((ids) => bow.score(ids), test).accuracy,
     };
     log(`test: accuracy ${testMetrics.accuracy.toFixed(4)} (length baseline ${(metrics.baselines as { length: number }).length.toFixed(4)}, ` +
