@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ReferenceCache } from '../src/scoring/references.js';
 import { createService, type Service } from '../src/service.js';
 import { metricValue } from './helpers/metrics-text.js';
 import { tempModelsRoot, writeBowModel } from './helpers/model-fixtures.js';
@@ -102,5 +103,52 @@ describe('transforms reuse cached raw scores', () => {
     await score({ items: [items[0]!], transform: 'sigmoid', reference });
     const end = await counters();
     for (const id of Object.keys(MODELS)) assert.equal(end[`${id} runs`], mid[`${id} runs`], `${id}: no ONNX run for repeated references`);
+  });
+});
+
+describe('per-prompt reference cache', () => {
+  test('is bounded (LRU) and can be turned off', () => {
+    const cache = new ReferenceCache(2);
+    const r = [Float32Array.of(1)];
+    cache.set('m@1', 'a', r);
+    cache.set('m@1', 'b', r);
+    assert.equal(cache.get('m@1', 'a'), r); // a is now the most recently used
+    cache.set('m@1', 'c', r);
+    assert.equal(cache.size, 2);
+    assert.equal(cache.get('m@1', 'b'), undefined, 'the least recently used prompt went');
+    assert.equal(cache.get('m@2', 'a'), undefined, 'another version never sees it');
+    const off = new ReferenceCache(0);
+    off.set('m@1', 'a', r);
+    assert.equal(off.get('m@1', 'a'), undefined);
+  });
+
+  test('a new model version does not inherit the old version\'s per-prompt references', async () => {
+    const root = tempModelsRoot();
+    const write = (version: string, seed: number): void => {
+      const dir = join(root, 'rm', version);
+      writeBowModel(dir, { tokenizer: 'gpt2', labels: ['helpful'], seed });
+      const manifest = JSON.parse(readFileSync(join(dir, 'rmserve.json'), 'utf8')) as Record<string, unknown>;
+      manifest.reference = { helpful: { quantiles: { '0.85': 0.25 }, mean: 0, std: 1, n: 10 } };
+      writeFileSync(join(dir, 'rmserve.json'), JSON.stringify(manifest));
+    };
+    write('1', 31);
+    const service = await createService({ modelsRoot: root, watch: false });
+    try {
+      const item = { prompt: 'Pick a number.', response: 'Seven.' };
+      const ask = async (payload: object): Promise<{ model_versions: Record<string, string>; results: { objectives: { helpful: { reference_source: string } } }[] }> => {
+        const reply = await service.app.inject({ method: 'POST', url: '/v1/score', payload });
+        assert.equal(reply.statusCode, 200, reply.body);
+        return reply.json();
+      };
+      await ask({ items: [{ ...item, reference: { responses: ['Three.', 'Forty-two.'] } }], transform: 'lsc' });
+      assert.equal((await ask({ items: [item], transform: 'lsc' })).results[0]!.objectives.helpful.reference_source, 'prompt_cache');
+      write('2', 32);
+      await service.registry.load('rm', '2');
+      const after = await ask({ items: [item], transform: 'lsc' });
+      assert.deepEqual(after.model_versions, { rm: '2' });
+      assert.equal(after.results[0]!.objectives.helpful.reference_source, 'manifest');
+    } finally {
+      await service.close();
+    }
   });
 });

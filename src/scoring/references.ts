@@ -44,7 +44,8 @@ export class ReferenceCache {
  * `promptText` is given for pre-formatted items, whose prompt the server cannot find alone.
  */
 export function promptKey(model: ModelVersion, item: ScoreItem, promptText?: string): string | undefined {
-  if (promptText !== undefined) return hash(promptText.trimEnd());
+  // An empty prompt text says nothing about the prompt: sharing one key would mix prompts.
+  if (promptText !== undefined && promptText.trim() !== '') return hash(promptText.trimEnd());
   if ('text' in item) return undefined;
   const rendered = model.spec.formatter.render(item);
   if (rendered.responseStart !== undefined) return hash(rendered.text.slice(0, rendered.responseStart).trimEnd());
