@@ -1,6 +1,6 @@
 // Trainer throughput and model FLOP utilisation (MFU) against onnxruntime-node's own MatMul,
 // measured in the same process on the same machine:
-//   node --import tsx bench/train-throughput.ts [--d-model 256 --layers 4 --heads 4 --seq 128 --pairs 16 --steps 7 --threads 0]
+//   node --import tsx bench/train-throughput.ts [--d-model 256 --layers 4 --heads 4 --seq 128 --pairs 16 --steps 7 --threads 0 --activation gelu_new|gelu]
 // Model FLOPs per step count the matrix products of forward + backward (3× forward):
 //   6·N·tokens + 12·L·T·C·tokens (attention scores and weighted sum), N = 12·L·C² block weights + C·K head.
 // Embedding gathers, LayerNorm, softmax and the optimizer are not counted (they are not FLOP-bound).
@@ -18,6 +18,7 @@ const { values } = parseArgs({
     'd-model': { type: 'string', default: '256' }, layers: { type: 'string', default: '4' }, heads: { type: 'string', default: '4' },
     seq: { type: 'string', default: '128' }, pairs: { type: 'string', default: '16' }, steps: { type: 'string', default: '7' },
     vocab: { type: 'string', default: '8192' }, threads: { type: 'string', default: '0' },
+    activation: { type: 'string', default: 'gelu_new' },
   },
 });
 const C = Number(values['d-model']), L = Number(values.layers), H = Number(values.heads), T = Number(values.seq);
@@ -48,7 +49,8 @@ async function matmulSession(M: number, K: number, N: number): Promise<() => Pro
 }
 
 const tokens = 2 * P * T;
-const config = defaultModelConfig({ vocabSize: V, dModel: C, nLayers: L, nHeads: H, maxLength: T });
+const activation = values.activation === 'gelu' ? 'gelu' as const : 'gelu_new' as const;
+const config = defaultModelConfig({ vocabSize: V, dModel: C, nLayers: L, nHeads: H, maxLength: T, activation });
 const step = await TrainStep.create({
   config, loss: { method: 'bt', margin: false, centering: 0, labelSmoothing: 0 },
   optimizer: { weightDecay: 0.01, maxGradNorm: 1 },
@@ -81,7 +83,7 @@ const stepSec = median(rounds.map((r) => r.stepSec));
 const matmul = median(rounds.map((r) => r.matmul));
 const achieved = flops / stepSec / 1e9;
 const result = {
-  config: { d_model: C, layers: L, heads: H, seq: T, pairs: P, vocab: V, parameters: parameterCount(config), threads: threads || 'ort default' },
+  config: { d_model: C, layers: L, heads: H, seq: T, pairs: P, vocab: V, parameters: parameterCount(config), threads: threads || 'ort default', activation },
   step_seconds: +stepSec.toFixed(3),
   tokens_per_second: Math.round(tokens / stepSec),
   model_gflop_per_step: +(flops / 1e9).toFixed(1),
