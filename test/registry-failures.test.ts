@@ -189,3 +189,26 @@ describe('refused loads through the watch', () => {
     assert.equal(metricValue(metrics, 'rmserve_model_info', { model: 'rm', version: '1' }), 0);
   });
 });
+
+test('at startup a broken newest version falls back to the newest that loads, and says so', async () => {
+  const root = tempModelsRoot();
+  try {
+    const v1 = writeBowModel(join(root, 'rm', '1'), { tokenizer: 'gpt2', seed: 1 });
+    writeBowModel(join(root, 'rm', '2'), { tokenizer: 'gpt2', seed: 2 });
+    writeFileSync(join(root, 'rm', '2', 'model.onnx'), 'garbage');
+    const service = await createService({ modelsRoot: root, cacheSize: 0 });
+    try {
+      const s = await status(service);
+      assert.equal(s.serving?.version, '1');
+      assert.equal(s.last_failure?.version, '2');
+      assert.equal(s.last_failure?.source, 'startup');
+      assert.equal(await failures(service), 1);
+      assert.equal((await service.app.inject({ method: 'GET', url: '/ready' })).statusCode, 200);
+      await assertServes(service, '1', v1);
+    } finally {
+      await service.close();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

@@ -42,7 +42,7 @@ export interface ModelStatus {
   loading: string | null;
   /** Unloaded through the API: not served, not reloaded by the watch, not needed for /ready. */
   unloaded: boolean;
-  /** Message of the last failed load since the last successful one. */
+  /** Message of the last failed load, until that version or a newer one serves. */
   last_error: string | null;
   last_failure: LoadFailure | null;
 }
@@ -129,13 +129,14 @@ export class ModelRegistry {
       .sort();
   }
 
-  /** Complete versions of a model, oldest first. */
+  /** Complete versions of a model, oldest first. A link to a folder outside the root is not one. */
   versions(name: string): string[] {
     const dir = join(this.root, name);
     if (existsSync(join(dir, 'model.onnx'))) return ['0'];
     if (!isDirectory(dir)) return [];
+    const root = realpathSync(this.root);
     return readdirSync(dir)
-      .filter((v) => !v.startsWith('.') && isCompleteVersion(join(dir, v)))
+      .filter((v) => !v.startsWith('.') && isCompleteVersion(join(dir, v)) && isInside(root, realpathSync(join(dir, v))))
       .sort(byVersion);
   }
 
@@ -150,21 +151,27 @@ export class ModelRegistry {
     return () => this.swapListeners.delete(listener);
   }
 
-  /** Loads the pinned or newest complete version of every model under the root; failures are logged and kept. */
+  /**
+   * Loads the pinned or newest complete version of every model under the root. When the newest
+   * fails, older ones are tried so the model still serves; every failure is counted and kept.
+   */
   async loadAll(log?: (message: string) => void): Promise<void> {
     for (const name of this.discover()) {
       const state = this.state(name);
-      const version = state.pinned ?? this.newest(name);
-      if (version === undefined) {
+      const candidates = state.pinned !== undefined ? [state.pinned] : this.versions(name).reverse();
+      if (candidates.length === 0) {
         state.lastFailure = failure('', 'no complete version (model.onnx with rmserve.json or READY)', 'startup');
         continue;
       }
-      try {
-        await this.load(name, version, { pin: state.pinned !== undefined, source: 'startup' });
-        log?.(`loaded ${name}@${version}`);
-      } catch (err) {
-        // Recorded in lastFailure and the metrics; the server starts with what did load.
-        log?.(`failed to load ${name}@${version}: ${(err as Error).message}`);
+      for (const version of candidates) {
+        try {
+          await this.load(name, version, { pin: state.pinned !== undefined, source: 'startup' });
+          log?.(`loaded ${name}@${version}`);
+          break;
+        } catch (err) {
+          // Recorded in lastFailure and the metrics; the server starts with what did load.
+          log?.(`failed to load ${name}@${version}: ${(err as Error).message}`);
+        }
       }
     }
   }
@@ -279,6 +286,11 @@ export class ModelRegistry {
   /** Turns /ready off so load balancers stop sending traffic while the server drains. */
   beginShutdown(): void {
     this.shuttingDown = true;
+  }
+
+  /** True from beginShutdown() on: replies should close their connections. */
+  get draining(): boolean {
+    return this.shuttingDown;
   }
 
   status(): ModelStatus[] {
@@ -428,7 +440,8 @@ export class ModelRegistry {
     const at = performance.now();
     state.pinned = options.pin ? ref.version : undefined;
     state.unloaded = false;
-    state.lastFailure = undefined;
+    // A failure stays visible until that version or a newer one serves (not when an older one fills in).
+    if (state.lastFailure !== undefined && byVersion(state.lastFailure.version, loaded.version) <= 0) state.lastFailure = undefined;
     if (previous !== undefined && previous.dir !== loaded.dir) state.previous = { version: previous.version, dir: previous.dir };
     this.metrics.modelLoads.inc({ model: name, result: 'success' });
     this.flipInfo(name, state, loaded.version);

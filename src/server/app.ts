@@ -40,6 +40,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Every route takes JSON; a text body is a client mistake worth a 415, not a schema error.
   app.removeContentTypeParser('text/plain');
   if (options.apiKey) requireApiKey(app, options.apiKey, ADMIN_ROUTES);
+  // While draining for shutdown every reply closes its connection, so no keep-alive outlives it.
+  app.addHook('onSend', async (_request, reply) => {
+    if (options.registry.draining) void reply.header('connection', 'close');
+  });
 
   const { metrics } = options;
   app.addHook('onResponse', async (request, reply) => {
