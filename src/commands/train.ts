@@ -59,6 +59,7 @@ interface TrainCliOptions {
   checkpointDir?: string;
   resume?: string;
   threads: number;
+  device: string;
   progress: boolean;
 }
 
@@ -97,6 +98,7 @@ export function trainCommand(): Command {
     .addOption(new Option('--max-train-pairs <n>', 'use at most this many training pairs (0 = all)').default(d.maxTrainPairs).argParser(int(0)))
     .addOption(new Option('--checkpoint-dir <dir>', 'where last.safetensors and best.safetensors go (default: .rmserve-cache/checkpoints/NAME/VERSION)'))
     .addOption(new Option('--resume <file>', 'continue from a last.safetensors written by a run with the same options'))
+    .addOption(new Option('--device <device>', 'cpu, cuda or cuda:N (parameters and moments still cross to the host every step)').default('cpu'))
     .addOption(new Option('--threads <n>', 'ORT intra-op threads (0 = ORT default: all cores)').default(0).argParser(int(0)))
     .addOption(new Option('--no-progress', 'no progress line on the terminal (the JSONL log is always written)'))
     .addHelpText('after', '\nWrites <out>/model.onnx, tokenizer files, config.json, train-metrics.jsonl and, last, rmserve.json.')
@@ -108,37 +110,46 @@ export function trainCommand(): Command {
         stop.abort();
         process.once('SIGINT', () => process.exit(130));
       });
-      const result = await runTraining({
-        signal: stop.signal,
-        data: opts.data,
-        out: opts.out,
-        tokenizer: opts.tokenizer,
-        initFrom: opts.initFrom,
-        vocabSize: opts.vocabSize,
-        dModel: opts.dModel,
-        layers: opts.layers,
-        heads: opts.heads,
-        maxLength: opts.maxLength,
-        head: opts.head,
-        headHidden: opts.headHidden,
-        loss: { method: opts.method, margin: opts.margin, centering: opts.centering, labelSmoothing: opts.labelSmoothing },
-        optimizer: {
-          ...d.optimizer, lr: opts.lr, warmup: opts.warmup, minLrRatio: opts.minLrRatio, weightDecay: opts.weightDecay,
-          clip: opts.clip, beta1: opts.beta1, beta2: opts.beta2,
-        },
-        steps: opts.steps,
-        batchSize: opts.batchSize,
-        evalEvery: opts.evalEvery,
-        seed: opts.seed,
-        objective: opts.objective ?? basename(dirname(resolve(opts.out))),
-        split: { train: opts.split[0], validation: opts.split[1], test: opts.split[2] },
-        maxTrainPairs: opts.maxTrainPairs,
-        checkpointDir: opts.checkpointDir ?? defaultCheckpointDir(opts.out),
-        resume: opts.resume,
-        threads: opts.threads,
-        progress: opts.progress ? undefined : false,
-        command: ['rmserve', ...process.argv.slice(2)].join(' '),
-      });
+      let result: Awaited<ReturnType<typeof runTraining>>;
+      try {
+        result = await runTraining({
+          signal: stop.signal,
+          data: opts.data,
+          out: opts.out,
+          tokenizer: opts.tokenizer,
+          initFrom: opts.initFrom,
+          vocabSize: opts.vocabSize,
+          dModel: opts.dModel,
+          layers: opts.layers,
+          heads: opts.heads,
+          maxLength: opts.maxLength,
+          head: opts.head,
+          headHidden: opts.headHidden,
+          loss: { method: opts.method, margin: opts.margin, centering: opts.centering, labelSmoothing: opts.labelSmoothing },
+          optimizer: {
+            ...d.optimizer, lr: opts.lr, warmup: opts.warmup, minLrRatio: opts.minLrRatio, weightDecay: opts.weightDecay,
+            clip: opts.clip, beta1: opts.beta1, beta2: opts.beta2,
+          },
+          steps: opts.steps,
+          batchSize: opts.batchSize,
+          evalEvery: opts.evalEvery,
+          seed: opts.seed,
+          objective: opts.objective ?? basename(dirname(resolve(opts.out))),
+          split: { train: opts.split[0], validation: opts.split[1], test: opts.split[2] },
+          maxTrainPairs: opts.maxTrainPairs,
+          checkpointDir: opts.checkpointDir ?? defaultCheckpointDir(opts.out),
+          resume: opts.resume,
+          threads: opts.threads,
+          device: opts.device,
+          progress: opts.progress ? undefined : false,
+          command: ['rmserve', ...process.argv.slice(2)].join(' '),
+        });
+      } catch (err) {
+        // A user error (bad file, bad option combination, no CUDA) is one line, not a stack.
+        process.stderr.write(`rmserve train: ${(err as Error).message}\n`);
+        process.exitCode = 1;
+        return;
+      }
       if (result.manifest === undefined) {
         console.log(JSON.stringify({ interrupted: true, step: result.loop.steps.at(-1)?.step ?? null, checkpoint: result.loop.checkpoint }));
         process.exitCode = 130;

@@ -3,6 +3,8 @@
 // train, evaluate the kept weights on validation and test beside the length and bag-of-words
 // baselines, and export the model folder with its metrics and provenance.
 import { basename, dirname, join, resolve } from 'node:path';
+import type * as ort from 'onnxruntime-node';
+import { executionProviders } from '../scoring/onnx-session.js';
 import { lengthBaseline, trainBagOfWords, pairwiseAccuracy } from './baselines.js';
 import { readPreferenceFileWithStats, formatReadStats, type PreferencePair } from './data.js';
 import { completeTokenizerConfig, PairEncoder, readTokenizerFiles, type TokenizerFiles } from './encode.js';
@@ -46,6 +48,8 @@ export interface TrainRunOptions {
   stopAfter?: number;
   progress?: boolean;
   threads?: number;
+  /** cpu, cuda or cuda:N (as `rmserve serve --device`) */
+  device?: string;
   /** stop early (after the current step), checkpoint and skip the export */
   signal?: AbortSignal;
   /** the command line, for provenance */
@@ -149,7 +153,10 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
   const init: ModelWeights = pretrained ? initFromPretrained(config, pretrained.params, o.seed) : initWeights(config, o.seed);
 
   // ---- train
-  const session = o.threads ? { intraOpNumThreads: o.threads } : {};
+  const session: ort.InferenceSession.SessionOptions = {
+    executionProviders: executionProviders(o.device ?? 'cpu'),
+    ...(o.threads ? { intraOpNumThreads: o.threads } : {}),
+  };
   const t0 = performance.now();
   const loop = await trainLoop({
     model: config, loss: o.loss, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
