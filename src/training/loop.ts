@@ -5,7 +5,7 @@
 // Resume is exact because everything that decides the next step is either in the checkpoint
 // (float32 parameters and moments, stored bit-for-bit; the step) or a pure function of the seed
 // and the step (the batch order: epoch e's order comes from seed + e alone).
-import { appendFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadCheckpoint, saveCheckpoint, type Param } from './checkpoint.js';
@@ -171,7 +171,11 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   if (data.train.length === 0) throw new Error('no training pairs');
   mkdirSync(options.checkpointDir, { recursive: true });
-  if (options.metricsPath) mkdirSync(dirname(options.metricsPath), { recursive: true });
+  if (options.metricsPath) {
+    mkdirSync(dirname(options.metricsPath), { recursive: true });
+    // A fresh run starts a fresh log; a resumed one appends to the log of the run it continues.
+    if (!options.resume) writeFileSync(options.metricsPath, '');
+  }
   const lastPath = join(options.checkpointDir, 'last.safetensors');
   const bestPath = join(options.checkpointDir, 'best.safetensors');
 
