@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_TRAIN_OPTIONS, runTraining, type TrainRunOptions } from '../src/training/pipeline.js';
@@ -75,4 +75,33 @@ test('epoch batches are a seeded permutation, bucketed by length', () => {
   assert.deepEqual(a.flat().sort((x, y) => x - y), lengths.map((_, i) => i));
   // within a batch, lengths are sorted (one window of 32 batches covers all 100 pairs)
   for (const batch of a) for (let i = 1; i < batch.length; i++) assert.ok(lengths[batch[i]!]! >= lengths[batch[i - 1]!]!);
+});
+
+test('pairs with an objective train their own reward column: opposite preferences are both learned', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rmserve-multi-'));
+  try {
+    // Objective "up" prefers answers about apples, "down" the same answers the other way round:
+    // one reward column cannot fit both, two can.
+    const lines = Array.from({ length: 240 }, (_, i) => {
+      const up = i % 2 === 0;
+      const apples = `I like apples ${i % 11}`;
+      const pears = `I like pears ${i % 7}`;
+      return JSON.stringify({ prompt: `question ${i}`, chosen: up ? apples : pears, rejected: up ? pears : apples, objective: up ? 'up' : 'down' });
+    });
+    writeFileSync(join(dir, 'pairs.jsonl'), lines.join('\n'));
+    const r = await runTraining(tinyRun(dir, {
+      data: [join(dir, 'pairs.jsonl')], vocabSize: 300, maxLength: 16, maxTrainPairs: 0, steps: 40, batchSize: 16,
+    }));
+    assert.equal(r.config.numObjectives, 2);
+    const manifest = JSON.parse(readFileSync(join(r.outDir, 'rmserve.json'), 'utf8')) as {
+      objectives: string[]; metrics: { test_by_objective: Record<string, { pairs: number; accuracy: number }> };
+    };
+    assert.deepEqual(manifest.objectives, ['down', 'up']);
+    for (const name of ['down', 'up']) {
+      const m = manifest.metrics.test_by_objective[name]!;
+      assert.ok(m.pairs > 5 && m.accuracy > 0.9, `${name}: accuracy ${m.accuracy} on ${m.pairs} pairs`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -174,12 +174,17 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     const forward = await RewardForward.create(config, session);
     const scored = await scorePairs(forward, weightsToTensors(config, loop.best), test, encoder.padId);
     await forward.release();
-    testMetrics = pairMetrics(
-      scored.chosen.map((r, i) => r.subarray((test[i] as TrainExample).objective)),
-      scored.rejected.map((r, i) => r.subarray((test[i] as TrainExample).objective)),
-    );
+    const chosen = scored.chosen.map((r, i) => r.subarray((test[i] as TrainExample).objective));
+    const rejected = scored.rejected.map((r, i) => r.subarray((test[i] as TrainExample).objective));
+    testMetrics = pairMetrics(chosen, rejected);
     const bow = trainBagOfWords(train, { vocabSize: config.vocabSize, seed: o.seed });
     metrics.test = testMetrics;
+    if (objectives.length > 1) {
+      metrics.test_by_objective = Object.fromEntries(objectives.map((name, k) => {
+        const idx = test.map((e, i) => (e.objective === k ? i : -1)).filter((i) => i >= 0);
+        return [name, pairMetrics(idx.map((i) => chosen[i] as Float32Array), idx.map((i) => rejected[i] as Float32Array))];
+      }));
+    }
     // Length: the response alone, untruncated (after left truncation whole sequences tie at max_length).
     const responseIds = (text: string): number[] => encoder.tokenizer.encode(text, { add_special_tokens: false }).ids;
     const responses = split.test.map((p) => ({ chosen: responseIds(p.chosen), rejected: responseIds(p.rejected) }));
