@@ -152,7 +152,7 @@ describe('admin routes', () => {
     }
     const ok = await service.app.inject({ method: 'POST', url: '/v1/score', headers: { authorization: `Bearer ${API_KEY}` }, payload });
     assert.equal(ok.statusCode, 200, ok.body);
-    for (const url of ['/health', '/ready', '/metrics']) {
+    for (const url of ['/health', '/ready', '/metrics', '/docs/json']) {
       assert.equal((await service.app.inject({ method: 'GET', url })).statusCode, 200, url);
     }
   });

@@ -54,7 +54,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(swagger, {
-    openapi: { info: { title: 'rmserve', description: 'Reward-model inference server', version: '0.1.0' } },
+    openapi: {
+      info: { title: 'rmserve', description: 'Reward-model inference server', version: '0.1.0' },
+      // The admin routes (and, with --api-key, the scoring routes) take a bearer token.
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
+    },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
