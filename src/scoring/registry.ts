@@ -123,8 +123,7 @@ export class ModelRegistry {
 
   /** Model names found under the root. */
   discover(): string[] {
-    if (!existsSync(this.root)) return [];
-    return readdirSync(this.root)
+    return listDir(this.root)
       .filter((entry) => !entry.startsWith('.') && isDirectory(join(this.root, entry)))
       .sort();
   }
@@ -134,9 +133,14 @@ export class ModelRegistry {
     const dir = join(this.root, name);
     if (existsSync(join(dir, 'model.onnx'))) return ['0'];
     if (!isDirectory(dir)) return [];
-    const root = realpathSync(this.root);
-    return readdirSync(dir)
-      .filter((v) => !v.startsWith('.') && isCompleteVersion(join(dir, v)) && isInside(root, realpathSync(join(dir, v))))
+    const root = realpathOrUndefined(this.root);
+    if (root === undefined) return [];
+    return listDir(dir)
+      .filter((v) => {
+        if (v.startsWith('.') || !isCompleteVersion(join(dir, v))) return false;
+        const real = realpathOrUndefined(join(dir, v)); // undefined when deleted meanwhile
+        return real !== undefined && isInside(root, real);
+      })
       .sort(byVersion);
   }
 
@@ -481,6 +485,23 @@ function isDirectory(path: string): boolean {
 /** A version folder is complete when model.onnx and a marker (written last) are there. */
 export function isCompleteVersion(dir: string): boolean {
   return isDirectory(dir) && existsSync(join(dir, 'model.onnx')) && MARKERS.some((m) => existsSync(join(dir, m)));
+}
+
+/** Entries of a folder; none when it does not exist (any more). */
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function realpathOrUndefined(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 function isInside(root: string, path: string): boolean {
