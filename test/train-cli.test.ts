@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { createService } from '../src/service.js';
 import { readPreferenceFile } from '../src/training/data.js';
@@ -44,7 +45,7 @@ test('rmserve train, run as a user would, writes a model folder the server loads
     // The server's rewards on the test split reproduce the trainer's test metrics.
     const test = splitByPrompt(readPreferenceFile(DATA), { train: 0.8, validation: 0.1, test: 0.1 }).test;
     assert.equal(test.length, manifest.metrics.test.pairs);
-    const service = await createService({ modelsRoot: join(root, 'models') });
+    const service = await createService({ modelsRoot: join(root, 'models'), adminToken: 'secret' });
     try {
       const score = async (response: 'chosen' | 'rejected'): Promise<number[]> => {
         const rewards: number[] = [];
@@ -62,6 +63,17 @@ test('rmserve train, run as a user would, writes a model folder the server loads
       const mean = (chosen.reduce((a, b) => a + b, 0) + rejected.reduce((a, b) => a + b, 0)) / (2 * test.length);
       assert.equal(accuracy, manifest.metrics.test.accuracy);
       assert.ok(Math.abs(mean - manifest.metrics.test.reward_mean) < 1e-4, `server reward mean ${mean} vs trainer ${manifest.metrics.test.reward_mean}`);
+
+      // A second version, trained with --promote, goes live on the running server.
+      await service.app.listen({ host: '127.0.0.1', port: 0 });
+      const url = `http://127.0.0.1:${(service.app.server.address() as AddressInfo).port}`;
+      const second = await run(process.execPath, [
+        '--import', 'tsx', 'src/cli.ts', 'train', '--data', DATA, '--out', join(root, 'models', 'harmless', '2'),
+        '--checkpoint-dir', join(root, 'ckpt2'), '--vocab-size', '300', '--d-model', '16', '--layers', '1', '--heads', '2',
+        '--max-length', '32', '--steps', '2', '--max-train-pairs', '16', '--threads', '1', '--promote', url,
+      ], { timeout: 60_000, env: { ...process.env, RMSERVE_ADMIN_TOKEN: 'secret' } });
+      assert.equal((JSON.parse(second.stdout.trim().split('\n').at(-1)!) as { promoted: string }).promoted, '2');
+      assert.equal(service.registry.get('harmless').version, '2');
     } finally {
       await service.close();
     }

@@ -2,6 +2,7 @@
 // server loads. Every option has a default; `--help` lists them all.
 import { basename, dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
+import { promoteVersion } from '../server/promote-client.js';
 import { DEFAULT_TRAIN_OPTIONS, defaultCheckpointDir, runTraining } from '../training/pipeline.js';
 import type { LossMethod } from '../training/losses.js';
 import type { HeadKind } from '../training/model.js';
@@ -60,6 +61,8 @@ interface TrainCliOptions {
   resume?: string;
   threads: number;
   device: string;
+  promote?: string;
+  adminToken?: string;
   progress: boolean;
 }
 
@@ -100,6 +103,8 @@ export function trainCommand(): Command {
     .addOption(new Option('--resume <file>', 'continue from a last.safetensors written by a run with the same options'))
     .addOption(new Option('--device <device>', 'cpu, cuda or cuda:N (parameters and moments still cross to the host every step)').default('cpu'))
     .addOption(new Option('--threads <n>', 'ORT intra-op threads (0 = ORT default: all cores)').default(0).argParser(int(0)))
+    .addOption(new Option('--promote <url>', 'after export, ask the rmserve server at this URL to load and serve the new version (--out must be <its models root>/NAME/VERSION)'))
+    .addOption(new Option('--admin-token <token>', 'bearer token for --promote').env('RMSERVE_ADMIN_TOKEN'))
     .addOption(new Option('--no-progress', 'no progress line on the terminal (the JSONL log is always written)'))
     .addHelpText('after', '\nWrites <out>/model.onnx, tokenizer files, config.json, train-metrics.jsonl and, last, rmserve.json.')
     .action(async (opts: TrainCliOptions) => {
@@ -156,6 +161,23 @@ export function trainCommand(): Command {
         return;
       }
       const m = result.manifest.metrics as { validation?: { accuracy: number }; test?: { accuracy: number } } | undefined;
-      console.log(JSON.stringify({ out: result.outDir, validation_accuracy: m?.validation?.accuracy ?? null, test_accuracy: m?.test?.accuracy ?? null }));
+      let promoted: string | null = null;
+      if (opts.promote) {
+        const name = basename(dirname(resolve(opts.out)));
+        const version = basename(resolve(opts.out));
+        try {
+          const status = await promoteVersion(opts.promote, name, version, opts.adminToken ?? '');
+          promoted = status.serving?.version ?? null;
+          process.stderr.write(`promoted ${name}@${version} on ${opts.promote}\n`);
+        } catch (err) {
+          // The model folder is complete and stays; only the hand-over failed.
+          process.stderr.write(`rmserve train: exported ${result.outDir} but could not promote it: ${(err as Error).message}\n`);
+          process.exitCode = 1;
+        }
+      }
+      console.log(JSON.stringify({
+        out: result.outDir, validation_accuracy: m?.validation?.accuracy ?? null, test_accuracy: m?.test?.accuracy ?? null,
+        ...(opts.promote ? { promoted } : {}),
+      }));
     });
 }
