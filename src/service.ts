@@ -6,6 +6,7 @@ import { DEFAULT_WATCH_OPTIONS, ModelWatcher } from './scoring/watcher.js';
 import { RewardCache } from './scoring/reward-cache.js';
 import { DEFAULT_REFERENCE_CACHE_SIZE, ReferenceCache } from './scoring/references.js';
 import { DEFAULT_REWARD_DEFAULTS, Scorer, type RewardDefaults } from './scoring/scorer.js';
+import { TokenizerPool } from './scoring/tokenizer-pool.js';
 import { buildApp } from './server/app.js';
 
 export interface ServiceConfig {
@@ -35,6 +36,8 @@ export interface ServiceConfig {
   rewardDefaults: RewardDefaults;
   /** Prompts whose LSC reference rewards are remembered (0 = off). */
   referenceCacheSize: number;
+  /** Worker threads that tokenize large requests off the event loop (0 = always inline). */
+  tokenizerThreads: number;
 }
 
 export const DEFAULT_CONFIG: ServiceConfig = {
@@ -58,6 +61,7 @@ export const DEFAULT_CONFIG: ServiceConfig = {
   apiKey: undefined,
   rewardDefaults: DEFAULT_REWARD_DEFAULTS,
   referenceCacheSize: DEFAULT_REFERENCE_CACHE_SIZE,
+  tokenizerThreads: 1,
 };
 
 export interface Service {
@@ -87,7 +91,14 @@ export async function createService(
     },
   }, { pins: config.pins, log: options.log });
   await registry.loadAll(options.log);
-  const scorer = new Scorer(registry, new RewardCache(config.cacheSize), metrics, config.defaultModels, new ReferenceCache(config.referenceCacheSize));
+  const scorer = new Scorer(
+    registry,
+    new RewardCache(config.cacheSize),
+    metrics,
+    config.defaultModels,
+    new ReferenceCache(config.referenceCacheSize),
+    new TokenizerPool(config.tokenizerThreads),
+  );
   const app = await buildApp({
     scorer,
     registry,
@@ -121,6 +132,7 @@ export async function createService(
         clearInterval(sweep);
       }
       await registry.close();
+      await scorer.close();
     },
   };
 }

@@ -109,3 +109,11 @@ test('a failing run rejects every item of its batch and the batcher keeps workin
   fail = false;
   assert.equal((await submit(batcher, seq(2)))[0], 1);
 });
+
+test('a closed batcher refuses new items with a retryable 503 and still finishes queued ones', async () => {
+  const { batcher } = recordingBatcher({ maxWaitMs: 50 });
+  const queued = submit(batcher, seq(3));
+  batcher.close();
+  await assert.rejects(submit(batcher, seq(2)), (err: ScoringError) => err.statusCode === 503 && err.retryAfterSeconds === 1);
+  assert.equal((await queued)[0], 6);
+});

@@ -36,6 +36,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--transform <name>', '/get_reward transform when its URL names none').env('RMSERVE_TRANSFORM').choices(TRANSFORM_NAMES).default(d.rewardDefaults.transform))
     .addOption(new Option('--aggregate <name>', '/get_reward aggregate when its URL names none (default: conjunction for lsc, else sum)').env('RMSERVE_AGGREGATE').choices(AGGREGATE_NAMES))
     .addOption(new Option('--reference-quantile <q>', 'quantile of reference rewards used as the LSC reference').env('RMSERVE_REFERENCE_QUANTILE').default(d.rewardDefaults.referenceQuantile).argParser(unit))
+    .addOption(new Option('--tokenizer-threads <n>', 'worker threads tokenizing requests of 16+ items (0 = inline)').env('RMSERVE_TOKENIZER_THREADS').default(d.tokenizerThreads).argParser(int))
     .addOption(new Option('--reference-cache-size <n>', 'prompts whose LSC reference rewards are remembered (0 = off)').env('RMSERVE_REFERENCE_CACHE_SIZE').default(d.referenceCacheSize).argParser(int))
     .addOption(new Option('--pin <name=version...>', 'serve this version of a model instead of the newest (repeatable)').env('RMSERVE_PIN').argParser(collectPins))
     .addOption(new Option('--no-watch', 'do not watch the models root for new versions'))
@@ -68,6 +69,7 @@ export function serveCommand(): Command {
           apiKey: opts.apiKey || undefined,
           rewardDefaults: { transform: opts.transform, aggregate: opts.aggregate, referenceQuantile: opts.referenceQuantile },
           referenceCacheSize: opts.referenceCacheSize,
+          tokenizerThreads: opts.tokenizerThreads,
         },
         { logger: { level: opts.logLevel }, log: (m) => console.error(`[rmserve] ${m}`) },
       );
@@ -119,6 +121,7 @@ interface ServeOptions {
   aggregate?: AggregateName;
   referenceQuantile: number;
   referenceCacheSize: number;
+  tokenizerThreads: number;
   pin?: Record<string, string>;
   watch: boolean;
   watchSettleMs: number;

@@ -1,6 +1,6 @@
 // Cross-request dynamic batching, one batcher per loaded model version (TEI's queue + batching
 // task in one class). Trainers send one sample per request; this is where they meet.
-import { cancelled, queueFull } from './errors.js';
+import { cancelled, queueFull, unavailable } from './errors.js';
 export interface BatcherOptions {
   /** Most rows in one ONNX run. */
   maxBatchSize: number;
@@ -62,7 +62,8 @@ export class DynamicBatcher {
    * Aborting `signal` before the item's batch starts removes it from the queue.
    */
   submit(ids: readonly number[], key: string, signal?: AbortSignal): Promise<Float32Array> {
-    if (this.closed) return Promise.reject(cancelled('model version is unloading'));
+    // Retryable: the client's retry lands on the version that replaced this one.
+    if (this.closed) return Promise.reject(unavailable('model version is unloading; retry'));
     if (!this.hasRoomFor(1)) return Promise.reject(queueFull(this.retryAfterSeconds()));
     if (signal?.aborted) return Promise.reject(cancelled('request cancelled'));
     return new Promise<Float32Array>((resolve, reject) => {

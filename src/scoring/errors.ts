@@ -19,3 +19,4 @@ export const queueFull = (retryAfterSeconds: number): ScoringError =>
   new ScoringError('overloaded', 429, 'the scoring queue is full; retry later', retryAfterSeconds);
 export const cancelled = (message: string): ScoringError => new ScoringError('cancelled', 499, message);
 export const modelLoadFailed = (message: string): ScoringError => new ScoringError('model_load_failed', 422, message);
+export const unavailable = (message: string): ScoringError => new ScoringError('unavailable', 503, message, 1);

@@ -21,6 +21,7 @@ import { RewardCache, tokenKey } from './reward-cache.js';
 import type { ModelVersion } from './model-version.js';
 import { promptIdentity, promptKey, ReferenceCache, withResponse } from './references.js';
 import type { TruncationSide } from './tokenize.js';
+import { TokenizerPool } from './tokenizer-pool.js';
 
 export interface ScoreRequest {
   /** Model names; undefined means the server's default models. */
@@ -130,6 +131,7 @@ interface ObjectiveSlot {
 
 export class Scorer {
   readonly references: ReferenceCache;
+  private readonly tokenizers: TokenizerPool;
 
   constructor(
     readonly registry: ModelRegistry,
@@ -137,8 +139,14 @@ export class Scorer {
     private readonly metrics: RmserveMetrics,
     private readonly defaultModels: string[] | undefined,
     references?: ReferenceCache,
+    tokenizers?: TokenizerPool,
   ) {
     this.references = references ?? new ReferenceCache();
+    this.tokenizers = tokenizers ?? new TokenizerPool(0);
+  }
+
+  async close(): Promise<void> {
+    await this.tokenizers.close();
   }
 
   /** The models a request without `model` is scored by. */
@@ -295,14 +303,19 @@ export class Scorer {
   }
 
   private async scoreWith(model: ModelVersion, request: ScoreRequest): Promise<ModelScores> {
+    // Tokenizing may hand off to a worker; the lease keeps this version's session alive until the
+    // request's items are queued on it, even if a hot swap replaces it meanwhile.
+    const release = model.acquire();
+    try {
+      return await this.scoreTokenized(model, request);
+    } finally {
+      release();
+    }
+  }
+
+  private async scoreTokenized(model: ModelVersion, request: ScoreRequest): Promise<ModelScores> {
     const side = request.truncation ?? model.spec.truncationSide;
-    const tokenized = request.items.map((item, i) => {
-      try {
-        return model.spec.tokenizer.encode(model.spec.formatter.render(item), side);
-      } catch (err) {
-        throw invalidItem(`items[${i}]: ${(err as Error).message}`);
-      }
-    });
+    const tokenized = await this.tokenizers.tokenize(model.spec, request.items, side);
     const keys = tokenized.map((t) => tokenKey(t.ids));
     const hits = keys.map((key) => this.cache.get(model.id, key));
     const misses = hits.filter((h) => h === undefined).length;
