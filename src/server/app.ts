@@ -8,6 +8,7 @@ import type { RewardDefaults, Scorer } from '../scoring/scorer.js';
 import { requireApiKey } from './auth.js';
 import { registerErrorHandling } from './errors.js';
 import { ADMIN_ROUTES, adminRoutes } from './routes/admin.js';
+import { compatRoutes } from './routes/compat.js';
 import { healthRoutes } from './routes/health.js';
 import { modelRoutes } from './routes/models.js';
 import { openRlhfRoutes } from './routes/openrlhf.js';
@@ -67,5 +68,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (options.adminToken) await app.register(adminRoutes, { registry: options.registry, adminToken: options.adminToken });
   await app.register(scoreRoutes, { scorer: options.scorer, maxItems: options.maxItems });
   await app.register(openRlhfRoutes, { scorer: options.scorer, maxItems: options.maxItems, defaults: options.rewardDefaults });
+  await app.register(compatRoutes, { scorer: options.scorer, maxItems: options.maxItems });
   return app;
 }
