@@ -4,7 +4,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { promoteVersion } from '../server/promote-client.js';
 import { DEFAULT_TRAIN_OPTIONS, defaultCheckpointDir, runTraining } from '../training/pipeline.js';
-import type { LossMethod } from '../training/losses.js';
+import { DEFAULT_LOSS, GRM_REGULARISERS, LOSS_METHODS, type GrmRegulariser, type LossMethod, type PcrmSimilarity } from '../training/losses.js';
 import type { HeadKind } from '../training/model.js';
 
 const int = (min: number) => (value: string): number => {
@@ -37,8 +37,9 @@ interface TrainCliOptions {
   layers: number;
   heads: number;
   maxLength: number;
-  head: HeadKind;
+  head?: HeadKind;
   headHidden: number;
+  headDropout?: number;
   batchSize: number;
   steps: number;
   lr: number;
@@ -55,6 +56,18 @@ interface TrainCliOptions {
   margin: boolean;
   centering: number;
   labelSmoothing: number;
+  pcrmSimilarity?: PcrmSimilarity;
+  similarityEncoder?: string;
+  pcrmBeta1: number;
+  pcrmBeta2: number;
+  pcrmBeta3: number;
+  hafRmRatio: number;
+  hafDpoRatio: number;
+  hafBeta: number;
+  grmAlpha: number;
+  grmBeta: number;
+  grmReg: GrmRegulariser;
+  report: boolean;
   split: [number, number, number];
   maxTrainPairs: number;
   checkpointDir?: string;
@@ -68,6 +81,7 @@ interface TrainCliOptions {
 
 export function trainCommand(): Command {
   const d = DEFAULT_TRAIN_OPTIONS;
+  const l = DEFAULT_LOSS;
   return new Command('train')
     .description('train a reward model on preference data and export it as a model folder the server loads')
     .requiredOption('--data <files...>', 'preference files: JSONL/JSON with prompt/chosen/rejected, HH-RLHF transcripts, AlpacaEval or PandaLM judgments (.gz ok)')
@@ -79,8 +93,9 @@ export function trainCommand(): Command {
     .addOption(new Option('--layers <n>', 'decoder blocks').default(d.layers).argParser(int(1)))
     .addOption(new Option('--heads <n>', 'attention heads (must divide --d-model)').default(d.heads).argParser(int(1)))
     .addOption(new Option('--max-length <n>', 'longest sequence in tokens; longer ones lose the start of the prompt').default(d.maxLength).argParser(int(2)))
-    .addOption(new Option('--head <kind>', 'reward head: linear, or mlp (GRM: Linear → ReLU → Linear)').choices(['linear', 'mlp']).default(d.head))
+    .addOption(new Option('--head <kind>', 'reward head: linear, or mlp (GRM: Linear → ReLU → Linear) (default: mlp for --method grm, else linear)').choices(['linear', 'mlp']))
     .addOption(new Option('--head-hidden <n>', 'hidden width of the mlp head').default(d.headHidden).argParser(int(1)))
+    .addOption(new Option('--head-dropout <p>', 'dropout before the reward head while training, never in the export (default: 0.1 for --method grm, else 0)').argParser(num(0, 0.99)))
     .addOption(new Option('--batch-size <n>', 'preference pairs per step').default(d.batchSize).argParser(int(1)))
     .addOption(new Option('--steps <n>', 'optimizer steps (the LR schedule\'s length)').default(d.steps).argParser(int(1)))
     .addOption(new Option('--lr <x>', 'peak learning rate').default(d.optimizer.lr).argParser(num(0)))
@@ -93,10 +108,21 @@ export function trainCommand(): Command {
     .addOption(new Option('--seed <n>', 'seed of the initial weights and the batch order').default(d.seed).argParser(int(0)))
     .addOption(new Option('--eval-every <n>', 'validate (and checkpoint) every n steps; 0 = only at the end').default(d.evalEvery).argParser(int(0)))
     .addOption(new Option('--objective <name>', 'name of the reward column for pairs whose data names none (default: NAME of --out models/NAME/VERSION)'))
-    .addOption(new Option('--method <name>', 'loss: bt (Bradley–Terry) or labelsmooth').choices(['bt', 'labelsmooth']).default(d.loss.method))
-    .addOption(new Option('--no-margin', 'ignore the margin field of the data in the BT loss'))
-    .addOption(new Option('--centering <c>', 'BT reward-centering coefficient c·mean((r_c + r_r)²) (0 = off; 0.01 is usual)').default(d.loss.centering).argParser(num(0)))
-    .addOption(new Option('--label-smoothing <e>', 'ε of --method labelsmooth').default(d.loss.labelSmoothing).argParser(num(0, 0.5)))
+    .addOption(new Option('--method <name>', 'loss: bt (Bradley–Terry), pcrm (prior-constrained margins), haf (HaF-RM: BT + DPO on the LM head vs the frozen initial weights), grm (BT + LM-head regulariser, MLP head with dropout), labelsmooth').choices([...LOSS_METHODS]).default(d.loss.method))
+    .addOption(new Option('--no-margin', 'ignore the margin field of the data in the BT loss (also the BT part of haf and grm)'))
+    .addOption(new Option('--centering <c>', 'BT reward-centering coefficient c·mean((r_c + r_r)²) (0 = off; 0.01 is usual; also in haf and grm)').default(d.loss.centering).argParser(num(0)))
+    .addOption(new Option('--label-smoothing <e>', 'ε of --method labelsmooth: −(1−ε) log σ(Δ) − ε log σ(−Δ)').default(d.loss.labelSmoothing).argParser(num(0, 0.5)))
+    .addOption(new Option('--pcrm-similarity <kind>', 'pcrm: prior similarity s of a pair: length (shorter/longer response tokens), tfidf (angular cosine of TF-IDF vectors fitted on the training responses) or encoder (--similarity-encoder) (default: encoder when --similarity-encoder is given, else tfidf)').choices(['length', 'tfidf', 'encoder']))
+    .addOption(new Option('--similarity-encoder <model.onnx>', 'pcrm: ONNX text encoder for s (mean-pooled last hidden state; its tokenizer.json beside it)'))
+    .addOption(new Option('--pcrm-beta1 <x>', 'pcrm: β1 of δ* = β1/(s + β2) + β3').default(l.pcrm.beta1).argParser(num(Number.NEGATIVE_INFINITY)))
+    .addOption(new Option('--pcrm-beta2 <x>', 'pcrm: β2 of δ*').default(l.pcrm.beta2).argParser(num(Number.NEGATIVE_INFINITY)))
+    .addOption(new Option('--pcrm-beta3 <x>', 'pcrm: β3 of δ* (the paper\'s runs used e.g. 20, 0.001, −15)').default(l.pcrm.beta3).argParser(num(Number.NEGATIVE_INFINITY)))
+    .addOption(new Option('--haf-rm-ratio <x>', 'haf: weight of the BT loss').default(l.haf.rmRatio).argParser(num(0)))
+    .addOption(new Option('--haf-dpo-ratio <x>', 'haf: weight of the DPO loss').default(l.haf.dpoRatio).argParser(num(0)))
+    .addOption(new Option('--haf-beta <x>', 'haf: DPO β').default(l.haf.beta).argParser(num(0)))
+    .addOption(new Option('--grm-alpha <x>', 'grm: α in (1 − α)·L_BT + α·L_reg').default(l.grm.alpha).argParser(num(0, 1)))
+    .addOption(new Option('--grm-beta <x>', 'grm: β of the sft and dpo regularisers').default(l.grm.beta).argParser(num(0)))
+    .addOption(new Option('--grm-reg <kind>', 'grm: regulariser: sft −log σ(β log π(y_c)), plain-sft −log π(y_c), dpo (vs the frozen initial weights), dpo-noref').choices([...GRM_REGULARISERS]).default(l.grm.reg))
     .addOption(new Option('--split <fractions>', 'train,validation,test fractions of the split by prompt hash').default([d.split.train, d.split.validation, d.split.test], '0.8,0.1,0.1').argParser(fractions))
     .addOption(new Option('--max-train-pairs <n>', 'use at most this many training pairs (0 = all)').default(d.maxTrainPairs).argParser(int(0)))
     .addOption(new Option('--checkpoint-dir <dir>', 'where last.safetensors and best.safetensors go (default: .rmserve-cache/checkpoints/NAME/VERSION)'))
@@ -106,7 +132,9 @@ export function trainCommand(): Command {
     .addOption(new Option('--promote <url>', 'after export, ask the rmserve server at this URL to load and serve the new version (--out must be <its models root>/NAME/VERSION)'))
     .addOption(new Option('--admin-token <token>', 'bearer token for --promote').env('RMSERVE_ADMIN_TOKEN'))
     .addOption(new Option('--no-progress', 'no progress line on the terminal (the JSONL log is always written)'))
-    .addHelpText('after', '\nWrites <out>/model.onnx, tokenizer files, config.json, train-metrics.jsonl and, last, rmserve.json.')
+    .addOption(new Option('--no-report', 'skip report.html (and its evaluation of the test split with rmserve eval)'))
+    .addHelpText('after', '\nWrites <out>/model.onnx, tokenizer files, config.json, train-metrics.jsonl, rmserve.json (with the LSC reference\n' +
+      'statistics of the validation split) and then report.html.')
     .action(async (opts: TrainCliOptions) => {
       // First Ctrl-C: finish the step, write the resumable checkpoint, exit. Second: exit now.
       const stop = new AbortController();
@@ -116,6 +144,7 @@ export function trainCommand(): Command {
         process.once('SIGINT', () => process.exit(130));
       });
       let result: Awaited<ReturnType<typeof runTraining>>;
+      const grm = opts.method === 'grm';
       try {
         result = await runTraining({
           signal: stop.signal,
@@ -128,9 +157,20 @@ export function trainCommand(): Command {
           layers: opts.layers,
           heads: opts.heads,
           maxLength: opts.maxLength,
-          head: opts.head,
+          head: opts.head ?? (grm ? 'mlp' : 'linear'),
           headHidden: opts.headHidden,
-          loss: { method: opts.method, margin: opts.margin, centering: opts.centering, labelSmoothing: opts.labelSmoothing },
+          headDropout: opts.headDropout ?? (grm ? 0.1 : 0),
+          report: opts.report,
+          loss: {
+            method: opts.method, margin: opts.margin, centering: opts.centering, labelSmoothing: opts.labelSmoothing,
+            pcrm: {
+              beta1: opts.pcrmBeta1, beta2: opts.pcrmBeta2, beta3: opts.pcrmBeta3,
+              similarity: opts.pcrmSimilarity ?? (opts.similarityEncoder ? 'encoder' : 'tfidf'),
+              ...(opts.similarityEncoder ? { encoder: opts.similarityEncoder } : {}),
+            },
+            haf: { rmRatio: opts.hafRmRatio, dpoRatio: opts.hafDpoRatio, beta: opts.hafBeta },
+            grm: { alpha: opts.grmAlpha, beta: opts.grmBeta, reg: opts.grmReg },
+          },
           optimizer: {
             ...d.optimizer, lr: opts.lr, warmup: opts.warmup, minLrRatio: opts.minLrRatio, weightDecay: opts.weightDecay,
             clip: opts.clip, beta1: opts.beta1, beta2: opts.beta2,

@@ -29,3 +29,13 @@ export function padBatch(rows: readonly (readonly number[])[], padId: number, wi
     tokens,
   };
 }
+
+/** float32 [B, T]: 1 where token t of row b is a response token (starts[b] ≤ t < its length). */
+export function responseMask(rows: readonly (readonly number[])[], starts: readonly number[], width: number): ort.Tensor {
+  const mask = new Float32Array(rows.length * width);
+  rows.forEach((row, b) => {
+    const from = Math.max(0, starts[b] as number);
+    for (let t = from; t < Math.min(row.length, width); t++) mask[b * width + t] = 1;
+  });
+  return new ort.Tensor('float32', mask, [rows.length, width]);
+}

@@ -53,6 +53,17 @@ export interface EncodedPair {
   chosen: number[];
   rejected: number[];
   truncated: boolean;
+  /**
+   * Token index where each response begins in `chosen` / `rejected` (encode(pair, {responseStart:
+   * true}) only): the losses that read log π(y|x) count tokens from here to the end.
+   */
+  chosenStart?: number;
+  rejectedStart?: number;
+}
+
+export interface EncodedResponse {
+  ids: number[];
+  truncated: boolean;
 }
 
 export class PairEncoder {
@@ -60,6 +71,9 @@ export class PairEncoder {
   readonly items: ItemTokenizer;
   readonly formatter: PromptFormatter;
   readonly padId: number;
+  /** Tokens add_special_tokens puts before / after every sequence (as ItemTokenizer finds them). */
+  private readonly specialBefore: number;
+  private readonly specialAfter: number;
 
   constructor(files: TokenizerFiles, readonly maxLength: number) {
     const config = files.tokenizerConfig;
@@ -82,6 +96,11 @@ export class PairEncoder {
       }
     }
     this.padId = pad;
+    const plain: number[] = this.tokenizer.encode('a', { add_special_tokens: false }).ids;
+    const full: number[] = this.tokenizer.encode('a', { add_special_tokens: true }).ids;
+    const at = full.findIndex((_, i) => plain.every((id, j) => full[i + j] === id));
+    this.specialBefore = at < 0 ? 0 : at;
+    this.specialAfter = at < 0 ? 0 : full.length - at - plain.length;
   }
 
   /** Rows the embedding table needs: the largest token id + 1 (added tokens included). */
@@ -95,7 +114,42 @@ export class PairEncoder {
     return this.items.encode(this.formatter.render({ prompt, response }), 'left');
   }
 
-  encode(pair: PreferencePair): EncodedPair {
+  /**
+   * The ids of a {prompt, response} item and the index of its first response token.
+   *
+   * ItemTokenizer encodes the rendered text in one piece (prompt and response apart only when it
+   * truncates), so the boundary is found by counting tokens of the parts: untruncated, the
+   * response starts after the special prefix and the tokens of the rendered prompt prefix;
+   * truncated, the response is the last min(tokens of the response text, budget) tokens before
+   * the special suffix, exactly as ItemTokenizer lays them out. The untruncated count is an
+   * approximation where a BPE merge crosses the prompt/response boundary (byte-level BPE
+   * pre-splits at spaces and punctuation, so with the HH template "Assistant:" | " text" it is
+   * exact in practice). Templates that do not render the prompt as a prefix of the conversation
+   * fall back to the response text's own token count. The suffix (e.g. an EOS the post-processor
+   * adds) counts as part of the response. Never below 1: nothing predicts token 0.
+   */
+  encodeWithStart(prompt: ChatMessage[], response: string): EncodedResponse & { start: number } {
+    const rendered = this.formatter.render({ prompt, response });
+    const enc = this.items.encode(rendered, 'left');
+    const count = (text: string): number => this.tokenizer.encode(text, { add_special_tokens: false }).ids.length;
+    const n = enc.ids.length;
+    let start: number;
+    if (!enc.truncated && rendered.responseStart !== undefined) {
+      start = this.specialBefore + count(rendered.text.slice(0, rendered.responseStart));
+    } else {
+      const responseTokens = count(rendered.responseStart !== undefined ? rendered.text.slice(rendered.responseStart) : response);
+      const body = n - this.specialBefore - this.specialAfter;
+      start = n - this.specialAfter - Math.min(responseTokens, body);
+    }
+    return { ...enc, start: Math.min(Math.max(1, start), n) };
+  }
+
+  encode(pair: PreferencePair, options: { responseStart?: boolean } = {}): EncodedPair {
+    if (options.responseStart) {
+      const c = this.encodeWithStart(pair.prompt, pair.chosen);
+      const r = this.encodeWithStart(pair.prompt, pair.rejected);
+      return { chosen: c.ids, rejected: r.ids, truncated: c.truncated || r.truncated, chosenStart: c.start, rejectedStart: r.start };
+    }
     const c = this.encodeResponse(pair.prompt, pair.chosen);
     const r = this.encodeResponse(pair.prompt, pair.rejected);
     return { chosen: c.ids, rejected: r.ids, truncated: c.truncated || r.truncated };

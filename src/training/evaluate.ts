@@ -1,9 +1,9 @@
 // The trainer's own scoring: the forward graph with the parameters as inputs (built once, fed the
 // current weights), and the pairwise metrics computed from its rewards.
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from './graph/builder.js';
-import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, type ModelWeights, type RewardModelConfig } from './model.js';
-import { padBatch } from './batch.js';
+import { GraphBuilder, type Value } from './graph/builder.js';
+import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, responseLogProbs, type ModelWeights, type RewardModelConfig } from './model.js';
+import { padBatch, responseMask } from './batch.js';
 import type { EncodedPair } from './encode.js';
 
 /** Parameters as ORT tensors by name: what the step graph takes and returns. */
@@ -65,6 +65,57 @@ export class RewardForward {
       const idx = order.slice(start, end);
       const rewards = await this.score(params, idx.map((i) => rows[i] as number[]), padId);
       idx.forEach((i, j) => (out[i] = rewards[j] as Float32Array));
+      start = end;
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/**
+ * log π(y|x) of sequences under the LM head (sum of response-token log-probs), with the
+ * parameters as inputs: HaF-RM's and GRM-DPO's reference terms, computed once per pair with the
+ * initial weights before training (so the step graph runs one model, not two).
+ */
+export class LogProbForward {
+  private constructor(private readonly session: ort.InferenceSession) {}
+
+  static async create(config: RewardModelConfig, sessionOptions: ort.InferenceSession.SessionOptions = {}): Promise<LogProbForward> {
+    const b = new GraphBuilder('response_logp', { opset: MODEL_OPSET });
+    const params = declareParamInputs(b, config);
+    const ids = b.input('input_ids', 'int64', ['batch', 'seq']);
+    const mask = b.input('attention_mask', 'int64', ['batch', 'seq']);
+    const response = b.input('response_mask', 'float32', ['batch', 'seq']);
+    const { lmLogits } = buildForward(b, config, params, ids, mask, { lmHead: true });
+    b.output(responseLogProbs(b, lmLogits as Value, ids, response), 'logp');
+    const session = await ort.InferenceSession.create(b.toModelProto(), { graphOptimizationLevel: 'all', ...sessionOptions });
+    return new LogProbForward(session);
+  }
+
+  /**
+   * log π of each row (response from starts[i]) in length-sorted batches of at most `maxTokens`
+   * padded tokens (the [B,T,V] logits dominate memory); results in the input order.
+   */
+  async logProbs(params: ParamTensors, rows: readonly (readonly number[])[], starts: readonly number[], padId: number, maxTokens = 4096): Promise<Float64Array> {
+    const order = rows.map((_, i) => i).sort((a, b) => (rows[a] as number[]).length - (rows[b] as number[]).length);
+    const out = new Float64Array(rows.length);
+    let start = 0;
+    while (start < order.length) {
+      let end = start + 1;
+      while (end < order.length && (end - start + 1) * (rows[order[end] as number] as number[]).length <= maxTokens) end++;
+      const idx = order.slice(start, end);
+      const batchRows = idx.map((i) => rows[i] as number[]);
+      const batch = padBatch(batchRows, padId);
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: batch.inputIds, attention_mask: batch.attentionMask,
+        response_mask: responseMask(batchRows, idx.map((i) => starts[i] as number), batch.inputIds.dims[1] as number),
+      };
+      for (const [name, t] of params) feeds[name] = t;
+      const logp = (await this.session.run(feeds, ['logp'])).logp as ort.Tensor;
+      idx.forEach((i, j) => (out[i] = (logp.data as Float32Array)[j] as number));
       start = end;
     }
     return out;

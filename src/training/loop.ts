@@ -12,9 +12,9 @@ import { loadCheckpoint, saveCheckpoint, type Param } from './checkpoint.js';
 import { RewardForward, pairMetrics, scorePairs, tensorsToWeights, weightsToTensors, type PairMetrics, type ParamTensors } from './evaluate.js';
 import type { EncodedPair } from './encode.js';
 import type { LrSchedule } from './graph/optim.js';
-import type { LossConfig } from './losses.js';
+import { lossNeeds, type LossConfig, type LossNeeds } from './losses.js';
 import { parameterSpecs, seededRandom, type ModelWeights, type RewardModelConfig } from './model.js';
-import { padBatch } from './batch.js';
+import { padBatch, responseMask } from './batch.js';
 import { TrainStep, zeroMoments, type StepBatch, type TrainState } from './step.js';
 
 /** A pair ready for the step graph. */
@@ -23,6 +23,11 @@ export interface TrainExample extends EncodedPair {
   margin: number;
   /** index of the reward column this pair is about */
   objective: number;
+  /** PCRM's δ*(s) for this pair */
+  deltaStar?: number;
+  /** log π_ref of the chosen and rejected responses (initial weights; HaF-RM, GRM-DPO) */
+  refChosen?: number;
+  refRejected?: number;
 }
 
 export interface OptimizerConfig {
@@ -46,6 +51,8 @@ export const DEFAULT_OPTIMIZER: OptimizerConfig = {
 export interface LoopOptions {
   model: RewardModelConfig;
   loss: LossConfig;
+  /** dropout before the reward head while training (GRM's head); 0 = none */
+  headDropout?: number;
   optimizer: OptimizerConfig;
   /** total optimizer steps (the LR schedule's length) */
   steps: number;
@@ -73,6 +80,8 @@ export interface LoopOptions {
 
 export interface StepRecord {
   kind: 'train';
+  /** the report's series name (src/training/report reads `split`) */
+  split: 'train';
   step: number;
   loss: number;
   accuracy: number;
@@ -82,10 +91,13 @@ export interface StepRecord {
   tokens: number;
   padded_tokens: number;
   seconds: number;
+  /** the loss's named parts (bt, prior, dpo, reg, …) */
+  terms: Record<string, number>;
 }
 
 export interface EvalRecord extends PairMetrics {
   kind: 'eval';
+  split: 'validation';
   step: number;
 }
 
@@ -129,13 +141,21 @@ function shuffle<T>(items: T[], rand: () => number): T[] {
   return items;
 }
 
-export function makeStepBatch(examples: readonly TrainExample[], numObjectives: number, padId: number): StepBatch & { tokens: number; paddedTokens: number } {
+const NO_EXTRAS: LossNeeds = { deltaStar: false, logp: false, reference: false };
+
+export function makeStepBatch(
+  examples: readonly TrainExample[], numObjectives: number, padId: number, needs: LossNeeds = NO_EXTRAS,
+): StepBatch & { tokens: number; paddedTokens: number } {
   const P = examples.length;
   const rows = [...examples.map((e) => e.chosen), ...examples.map((e) => e.rejected)];
   const padded = padBatch(rows, padId);
   const objective = new Float32Array(P * numObjectives);
   examples.forEach((e, i) => (objective[i * numObjectives + e.objective] = 1));
-  return {
+  const field = (what: string, value: number | undefined): number => {
+    if (value === undefined) throw new Error(`training pair lacks ${what}, which the loss needs`);
+    return value;
+  };
+  const batch: StepBatch & { tokens: number; paddedTokens: number } = {
     inputIds: padded.inputIds,
     attentionMask: padded.attentionMask,
     margin: new ort.Tensor('float32', Float32Array.from(examples, (e) => e.margin), [P]),
@@ -143,6 +163,16 @@ export function makeStepBatch(examples: readonly TrainExample[], numObjectives: 
     tokens: padded.tokens,
     paddedTokens: padded.inputIds.size,
   };
+  if (needs.deltaStar) batch.deltaStar = new ort.Tensor('float32', Float32Array.from(examples, (e) => field('δ*', e.deltaStar)), [P]);
+  if (needs.logp) {
+    const starts = [...examples.map((e) => field('a response start', e.chosenStart)), ...examples.map((e) => field('a response start', e.rejectedStart))];
+    batch.responseMask = responseMask(rows, starts, padded.inputIds.dims[1] as number);
+  }
+  if (needs.reference) {
+    const ref = [...examples.map((e) => field('reference log π', e.refChosen)), ...examples.map((e) => field('reference log π', e.refRejected))];
+    batch.refLogp = new ort.Tensor('float32', Float32Array.from(ref), [2 * P]);
+  }
+  return batch;
 }
 
 function toParams(tensors: ParamTensors): Map<string, Param> {
@@ -209,6 +239,8 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
   const trainStep = await TrainStep.create({
     config: model,
     loss: options.loss,
+    headDropout: options.headDropout ?? 0,
+    seed: options.seed,
     optimizer: {
       beta1: options.optimizer.beta1, beta2: options.optimizer.beta2, eps: options.optimizer.eps,
       weightDecay: options.optimizer.weightDecay, maxGradNorm: options.optimizer.clip,
@@ -238,6 +270,7 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
     renameSync(tmp, lastPath);
   };
 
+  const needs = lossNeeds(options.loss);
   const lengths = data.train.map((e) => Math.max(e.chosen.length, e.rejected.length));
   const perEpoch = Math.ceil(data.train.length / options.batchSize);
   let epoch = -1;
@@ -255,7 +288,7 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
     const metrics = await evaluate();
     if (metrics === undefined) return;
     lastValidation = metrics;
-    const rec: EvalRecord = { kind: 'eval', step: state.step, ...metrics };
+    const rec: EvalRecord = { kind: 'eval', split: 'validation', step: state.step, ...metrics };
     evalRecords.push(rec);
     record(rec);
     if (resume.bestAccuracy === null || metrics.accuracy > resume.bestAccuracy) {
@@ -274,7 +307,7 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
       batches = epochBatches(lengths, options.batchSize, options.seed, epoch);
     }
     const examples = (batches[state.step % perEpoch] as number[]).map((i) => data.train[i] as TrainExample);
-    const batch = makeStepBatch(examples, model.numObjectives, padId);
+    const batch = makeStepBatch(examples, model.numObjectives, padId, needs);
     const t0 = performance.now();
     const result = await trainStep.run(state, batch);
     const seconds = (performance.now() - t0) / 1000;
@@ -283,8 +316,8 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
     let correct = 0;
     for (let i = 0; i < examples.length; i++) correct += (result.chosen[i] as number) > (result.rejected[i] as number) ? 1 : 0;
     const rec: StepRecord = {
-      kind: 'train', step: state.step, loss: result.loss, accuracy: correct / examples.length, grad_norm: result.gradNorm,
-      lr: result.lr, pairs: examples.length, tokens: batch.tokens, padded_tokens: batch.paddedTokens, seconds,
+      kind: 'train', split: 'train', step: state.step, loss: result.loss, accuracy: correct / examples.length, grad_norm: result.gradNorm,
+      lr: result.lr, pairs: examples.length, tokens: batch.tokens, padded_tokens: batch.paddedTokens, seconds, terms: result.terms,
     };
     if (!Number.isFinite(result.loss)) throw new Error(`loss is ${result.loss} at step ${state.step}; lower --lr or enable --clip`);
     stepRecords.push(rec);

@@ -15,6 +15,12 @@ export interface LossInputs {
   rejected: Value;
   /** [P] Bradley–Terry margin m (0 where the data gives none). */
   margin: Value;
+  /** [P] PCRM's bound δ*(s) per pair, computed outside the graph (no gradient). */
+  deltaStar?: Value;
+  /** log π(y|x) of each response under the model's LM head: [P] each, sums of response-token log-probs. */
+  logp?: { chosen: Value; rejected: Value };
+  /** the same under the frozen initial weights (π_ref), precomputed before training: [P] each. */
+  refLogp?: { chosen: Value; rejected: Value };
 }
 
 export interface LossOutput {
@@ -73,21 +79,172 @@ export function labelSmoothing(epsilon: number): LossFn {
   };
 }
 
-export type LossMethod = 'bt' | 'labelsmooth';
+function need<T>(value: T | undefined, what: string, method: string): T {
+  if (value === undefined) throw new Error(`${method} loss needs ${what} among its inputs`);
+  return value;
+}
+
+/**
+ * PCRM: L = mean(−log σ(Δ) − log σ(δ* − Δ)), Δ = r_c − r_r, δ* = β1/(s + β2) + β3 fed per pair.
+ * The second term bounds the margin from above by the pair's prior: alike responses (small δ*)
+ * may not be separated as far as very different ones.
+ */
+export function pcrm(): LossFn {
+  return ({ b, chosen, rejected, deltaStar }) => {
+    const bound = need(deltaStar, 'delta_star', 'PCRM');
+    const delta = b.sub(chosen, rejected); //                                 [P]
+    const bt = mean(b, negLogSigmoid(b, delta));
+    const prior = mean(b, negLogSigmoid(b, b.sub(bound, delta)));
+    return { loss: b.add(bt, prior), terms: { bt, prior } };
+  };
+}
+
+/**
+ * The DPO term −log σ(β[(log π − log π_ref)(y_c) − (log π − log π_ref)(y_r)]), mean over pairs;
+ * without `ref` the reference ratios drop out (GRM's DPO without reference).
+ */
+export function dpoTerm(b: GraphBuilder, beta: number, logp: { chosen: Value; rejected: Value }, ref?: { chosen: Value; rejected: Value }): Value {
+  let diff = b.sub(logp.chosen, logp.rejected); //                          [P]
+  if (ref) diff = b.sub(diff, b.sub(ref.chosen, ref.rejected));
+  return mean(b, negLogSigmoid(b, b.mul(diff, b.scalar(logp.chosen.dtype, beta))));
+}
+
+export interface HafOptions {
+  rmRatio: number;
+  dpoRatio: number;
+  beta: number;
+}
+
+/** HaF-RM: L = rm_ratio·L_BT + dpo_ratio·L_DPO, L_DPO against the frozen initial weights. */
+export function hafRm(bt: LossFn, o: HafOptions): LossFn {
+  return (inputs) => {
+    const { b } = inputs;
+    const rm = bt(inputs);
+    const dpo = dpoTerm(b, o.beta, need(inputs.logp, 'log π', 'HaF-RM'), need(inputs.refLogp, 'reference log π', 'HaF-RM'));
+    const s = (v: number): Value => b.scalar(inputs.chosen.dtype, v);
+    const loss = b.add(b.mul(rm.loss, s(o.rmRatio)), b.mul(dpo, s(o.dpoRatio)));
+    return { loss, terms: { ...rm.terms, rm: rm.loss, dpo } };
+  };
+}
+
+export type GrmRegulariser = 'sft' | 'plain-sft' | 'dpo' | 'dpo-noref';
+
+export interface GrmOptions {
+  alpha: number;
+  beta: number;
+  reg: GrmRegulariser;
+}
+
+/** Which extra inputs a GRM regulariser reads. */
+export function grmNeedsReference(reg: GrmRegulariser): boolean {
+  return reg === 'dpo';
+}
+
+/**
+ * GRM: L = (1 − α)·L_BT + α·L_reg with L_reg one of
+ *   sft        −log σ(β log π(y_c|x))
+ *   plain-sft  −log π(y_c|x)
+ *   dpo        DPO against the frozen initial weights
+ *   dpo-noref  −log σ(β[log π(y_c) − log π(y_r)])
+ */
+export function grm(bt: LossFn, o: GrmOptions): LossFn {
+  return (inputs) => {
+    const { b } = inputs;
+    const rm = bt(inputs);
+    const logp = need(inputs.logp, 'log π', 'GRM');
+    let reg: Value;
+    switch (o.reg) {
+      case 'sft':
+        reg = mean(b, negLogSigmoid(b, b.mul(logp.chosen, b.scalar(logp.chosen.dtype, o.beta))));
+        break;
+      case 'plain-sft':
+        reg = b.neg(mean(b, logp.chosen));
+        break;
+      case 'dpo':
+        reg = dpoTerm(b, o.beta, logp, need(inputs.refLogp, 'reference log π', 'GRM-DPO'));
+        break;
+      case 'dpo-noref':
+        reg = dpoTerm(b, o.beta, logp);
+        break;
+    }
+    const s = (v: number): Value => b.scalar(inputs.chosen.dtype, v);
+    const loss = b.add(b.mul(rm.loss, s(1 - o.alpha)), b.mul(reg, s(o.alpha)));
+    return { loss, terms: { ...rm.terms, rm: rm.loss, reg } };
+  };
+}
+
+export type LossMethod = 'bt' | 'pcrm' | 'haf' | 'grm' | 'labelsmooth';
+export const LOSS_METHODS: readonly LossMethod[] = ['bt', 'pcrm', 'haf', 'grm', 'labelsmooth'];
+export type PcrmSimilarity = 'length' | 'tfidf' | 'encoder';
+export const GRM_REGULARISERS: readonly GrmRegulariser[] = ['sft', 'plain-sft', 'dpo', 'dpo-noref'];
 
 export interface LossConfig {
   method: LossMethod;
+  /** BT (and the BT part of HaF-RM and GRM): use the data's margin field */
   margin: boolean;
   centering: number;
   labelSmoothing: number;
+  /** the method's hyperparameters; absent ones take DEFAULT_LOSS's (DESIGN.md's defaults) */
+  pcrm?: PcrmOptions;
+  haf?: HafOptions;
+  grm?: GrmOptions;
 }
 
-export const DEFAULT_LOSS: LossConfig = { method: 'bt', margin: true, centering: 0, labelSmoothing: 0.1 };
+export interface PcrmOptions {
+  beta1: number;
+  beta2: number;
+  beta3: number;
+  similarity: PcrmSimilarity;
+  /** ONNX encoder for similarity 'encoder' */
+  encoder?: string;
+}
+
+export const DEFAULT_LOSS: Required<Omit<LossConfig, 'method'>> & Pick<LossConfig, 'method'> = {
+  method: 'bt', margin: true, centering: 0, labelSmoothing: 0.1,
+  pcrm: { beta1: 6, beta2: 0.001, beta3: 0, similarity: 'tfidf' },
+  haf: { rmRatio: 1, dpoRatio: 0.2, beta: 0.1 },
+  grm: { alpha: 0.01, beta: 0.1, reg: 'sft' },
+};
+
+/** A LossConfig with DESIGN.md's defaults for whatever `partial` leaves out. */
+export function lossConfig(partial: LossConfig | (Partial<LossConfig> & Pick<LossConfig, 'method'>)): typeof DEFAULT_LOSS {
+  return {
+    ...DEFAULT_LOSS, ...partial,
+    pcrm: { ...DEFAULT_LOSS.pcrm, ...partial.pcrm },
+    haf: { ...DEFAULT_LOSS.haf, ...partial.haf },
+    grm: { ...DEFAULT_LOSS.grm, ...partial.grm },
+  };
+}
+
+/** What the step graph must compute and feed for a loss. */
+export interface LossNeeds {
+  /** PCRM's δ* per pair */
+  deltaStar: boolean;
+  /** log π of the responses through the LM head (and a response mask) */
+  logp: boolean;
+  /** log π_ref of the responses under the initial weights, precomputed */
+  reference: boolean;
+}
+
+export function lossNeeds(config: LossConfig): LossNeeds {
+  return {
+    deltaStar: config.method === 'pcrm',
+    logp: config.method === 'haf' || config.method === 'grm',
+    reference: config.method === 'haf' || (config.method === 'grm' && grmNeedsReference((config.grm ?? DEFAULT_LOSS.grm).reg)),
+  };
+}
 
 export function lossFor(config: LossConfig): LossFn {
+  const bt = bradleyTerry({ margin: config.margin, centering: config.centering });
   switch (config.method) {
     case 'bt':
-      return bradleyTerry({ margin: config.margin, centering: config.centering });
+      return bt;
+    case 'pcrm':
+      return pcrm();
+    case 'haf':
+      return hafRm(bt, config.haf ?? DEFAULT_LOSS.haf);
+    case 'grm':
+      return grm(bt, config.grm ?? DEFAULT_LOSS.grm);
     case 'labelsmooth':
       return labelSmoothing(config.labelSmoothing);
   }

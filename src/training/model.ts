@@ -206,6 +206,12 @@ export function declareParamInitializers(b: GraphBuilder, c: RewardModelConfig, 
 export interface ForwardOptions {
   /** Also emit the tied LM head's logits over every position (GRM/HaF-RM regularisers). */
   lmHead?: boolean;
+  /**
+   * Dropout ratio on the pooled hidden state before the reward head (GRM's Dropout(0.1)), in
+   * training graphs only: the evaluation and export graphs leave it out, which is the inference
+   * behaviour of inverted dropout. `seed` fixes ORT's mask stream per session.
+   */
+  headDropout?: { ratio: number; seed: number };
 }
 
 export interface ForwardResult {
@@ -298,6 +304,10 @@ export function buildForward(
   }
 
   // ---- reward head
+  if (options.headDropout && options.headDropout.ratio > 0) {
+    const training = b.constant('bool', [], [1]);
+    pooled = b.op('Dropout', [pooled, scalar(options.headDropout.ratio), training], { seed: options.headDropout.seed });
+  }
   let rewards: Value; //                                                   [B,K]
   if (c.head === 'linear') {
     rewards = b.matmul(pooled, param('head.out.w'));
@@ -306,6 +316,23 @@ export function buildForward(
     rewards = b.add(b.matmul(hidden, param('head.out.w')), param('head.out.b'));
   }
   return lmLogits === undefined ? { rewards } : { rewards, lmLogits };
+}
+
+/**
+ * log π(y|x) per row: the sum of the log-probs the LM head gives each response token.
+ * lmLogits [B,T,V]; inputIds int64 [B,T]; responseMask [B,T] (1 on response tokens, 0 on prompt
+ * and padding; token 0 is never counted, nothing predicts it). Position t's logits predict token
+ * t + 1, so the log-softmax over positions 0..T−2 is gathered at ids[:, 1:] and masked by
+ * responseMask[:, 1:].
+ * Backward: LogSoftmax's rule, then GatherElements' scatter-add; Slice pads the last position with 0.
+ */
+export function responseLogProbs(b: GraphBuilder, lmLogits: Value, inputIds: Value, responseMask: Value): Value {
+  const big = 1 << 30; // Slice's "to the end"
+  const logits = b.op('Slice', [lmLogits, b.ints([0]), b.ints([-1]), b.ints([1])]); //          [B,T−1,V]
+  const next = b.unsqueeze(b.op('Slice', [inputIds, b.ints([1]), b.ints([big]), b.ints([1])]), [2]); // [B,T−1,1]
+  const tokenLogp = b.squeeze(b.op('GatherElements', [b.logSoftmax(logits, -1), next], { axis: 2 }), [2]); // [B,T−1]
+  const mask = b.op('Slice', [responseMask, b.ints([1]), b.ints([big]), b.ints([1])]); //          [B,T−1]
+  return b.reduceSum(b.mul(tokenLogp, mask), [1], false); //                                     [B]
 }
 
 /**

@@ -8,9 +8,15 @@ import { executionProviders } from '../scoring/onnx-session.js';
 import { lengthBaseline, trainBagOfWords, pairwiseAccuracy } from './baselines.js';
 import { readPreferenceFileWithStats, formatReadStats, type PreferencePair } from './data.js';
 import { completeTokenizerConfig, PairEncoder, readTokenizerFiles, type TokenizerFiles } from './encode.js';
-import { RewardForward, pairMetrics, scorePairs, weightsToTensors, type PairMetrics } from './evaluate.js';
+import { LogProbForward, RewardForward, pairMetrics, scorePairs, weightsToTensors, type PairMetrics } from './evaluate.js';
 import { exportRewardModel, gitCommit, sha256File } from './export.js';
-import { DEFAULT_LOSS, type LossConfig } from './losses.js';
+import { DEFAULT_LOSS, lossConfig, lossNeeds, type LossConfig } from './losses.js';
+import { TfidfModel, deltaStar, lengthRatio } from './similarity.js';
+import { SimilarityEncoder } from './similarity-encoder.js';
+import { quantile } from '../transforms/quantile.js';
+import { TRAINER_SPLIT, evaluateFiles } from './eval/index.js';
+import { writeTrainingReport } from './report/index.js';
+import type { ReferenceStatistics } from '../scoring/manifest.js';
 import { trainLoop, DEFAULT_OPTIMIZER, type LoopResult, type OptimizerConfig, type TrainExample } from './loop.js';
 import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type HeadKind, type ModelWeights, type RewardModelConfig } from './model.js';
 import { loadHfGpt2, type LoadedGpt2 } from './hf-gpt2.js';
@@ -32,6 +38,10 @@ export interface TrainRunOptions {
   maxLength: number;
   head: HeadKind;
   headHidden: number;
+  /** dropout before the reward head while training (GRM: 0.1); never in the exported graph */
+  headDropout?: number;
+  /** zero-initialise the reward head's last layer (HaF-RM) */
+  zeroHead?: boolean;
   loss: LossConfig;
   optimizer: OptimizerConfig;
   steps: number;
@@ -54,6 +64,8 @@ export interface TrainRunOptions {
   signal?: AbortSignal;
   /** the command line, for provenance */
   command?: string;
+  /** write report.html (with an evaluation of the test split) beside the model; default true */
+  report?: boolean;
   log?: (line: string) => void;
 }
 
@@ -125,9 +137,11 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     log(`trained a byte-level BPE tokenizer (${o.vocabSize} tokens) on the training split in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
   const encoder = new PairEncoder(tokenizer, o.maxLength);
-  const encode = (pairs: readonly PreferencePair[]): TrainExample[] =>
-    pairs.map((p) => ({ ...encoder.encode(p), margin: p.margin ?? 0, objective: objectives.indexOf(p.objective ?? o.objective) }));
-  const train = encode(trainPairs);
+  const needs = lossNeeds(o.loss);
+  const encode = (pairs: readonly PreferencePair[], responseStart = false): TrainExample[] =>
+    pairs.map((p) => ({ ...encoder.encode(p, { responseStart }), margin: p.margin ?? 0, objective: objectives.indexOf(p.objective ?? o.objective) }));
+  const train = encode(trainPairs, needs.logp);
+  if (needs.deltaStar) await addDeltaStar(o, trainPairs, train, encoder, log);
   const validation = encode(split.validation);
   const test = encode(split.test);
   const truncated = train.filter((e) => e.truncated).length;
@@ -150,16 +164,19 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
   validateModelConfig(config);
   log(`model: ${parameterCount(config).toLocaleString('en')} parameters (d_model ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, vocab ${config.vocabSize}, K ${config.numObjectives})` +
     (pretrained ? `, initialised from ${o.initFrom}` : ''));
-  const init: ModelWeights = pretrained ? initFromPretrained(config, pretrained.params, o.seed) : initWeights(config, o.seed);
+  const zeroHead = o.zeroHead ?? o.loss.method === 'haf';
+  const init: ModelWeights = pretrained ? initFromPretrained(config, pretrained.params, o.seed, { zeroHead }) : initWeights(config, o.seed, { zeroHead });
 
   // ---- train
   const session: ort.InferenceSession.SessionOptions = {
     executionProviders: executionProviders(o.device ?? 'cpu'),
     ...(o.threads ? { intraOpNumThreads: o.threads } : {}),
   };
+  // From the seed's (or checkpoint's) initial weights, so a resumed run feeds the same references.
+  if (needs.reference) await addReferenceLogProbs(config, init, train, encoder.padId, session, log);
   const t0 = performance.now();
   const loop = await trainLoop({
-    model: config, loss: o.loss, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
+    model: config, loss: o.loss, headDropout: o.headDropout ?? 0, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
     evalEvery: o.evalEvery, seed: o.seed, checkpointDir: o.checkpointDir ?? defaultCheckpointDir(o.out),
     metricsPath: join(o.out, 'train-metrics.jsonl'), resume: o.resume, stopAfter: o.stopAfter,
     progress: o.progress, session, log, signal: o.signal,
@@ -207,10 +224,20 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
   };
   metrics.splits = { train: train.length, validation: validation.length, test: test.length };
 
+  // ---- LSC reference statistics: the kept model's rewards of the validation responses
+  const referenceSplit = validation.length > 0 ? { name: 'validation', pairs: validation } : { name: 'test', pairs: test };
+  let reference: Record<string, ReferenceStatistics> | undefined;
+  if (referenceSplit.pairs.length > 0) {
+    const forward = await RewardForward.create(config, session);
+    const scored = await scorePairs(forward, weightsToTensors(config, loop.best), referenceSplit.pairs, encoder.padId);
+    await forward.release();
+    reference = referenceStatistics(objectives, referenceSplit.pairs, scored, referenceSplit.name);
+  }
+
   // ---- export
   const outDir = o.out;
   const manifest = exportRewardModel({
-    outDir, config, weights: loop.best, tokenizer, objectives,
+    outDir, config, weights: loop.best, tokenizer, objectives, ...(reference ? { reference } : {}),
     name: basename(dirname(resolve(outDir))), version: basename(resolve(outDir)),
     metrics,
     provenance: {
@@ -219,7 +246,10 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
       tokenizer: o.tokenizer ? { path: o.tokenizer, sha256: await sha256File(o.tokenizer) } : { trained: 'byte-level BPE on the training split', vocab_size: o.vocabSize },
       init: o.initFrom ? { from: o.initFrom } : { seed: o.seed },
       config,
-      loss: o.loss,
+      method: o.loss.method,
+      loss: lossConfig(o.loss),
+      head_dropout: o.headDropout ?? 0,
+      zero_head: zeroHead,
       optimizer: o.optimizer,
       steps: o.steps,
       batch_size: o.batchSize,
@@ -230,5 +260,107 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     },
   });
   log(`exported ${outDir} (best step ${loop.bestStep})`);
+
+  // ---- report.html beside the model, with an evaluation of the exported folder on the test split
+  if (o.report ?? true) {
+    const sameSplit = o.split.train === TRAINER_SPLIT.train && o.split.validation === TRAINER_SPLIT.validation && o.split.test === TRAINER_SPLIT.test;
+    const evalResult = await evaluateFiles({
+      model: outDir, data: o.data, split: sameSplit ? 'test' : 'all', device: o.device ?? 'cpu', ...(o.threads ? { intraOpThreads: o.threads } : {}),
+    });
+    writeTrainingReport(outDir, {
+      title: `Training report: ${basename(dirname(resolve(outDir)))}/${basename(resolve(outDir))} (${o.loss.method})`,
+      metricsLogPath: join(outDir, 'train-metrics.jsonl'),
+      evalResult,
+      config: {
+        method: o.loss.method, loss: lossConfig(o.loss), head: config.head, head_dropout: o.headDropout ?? 0, zero_head: zeroHead,
+        d_model: config.dModel, layers: config.nLayers, heads: config.nHeads, vocab: config.vocabSize, max_length: config.maxLength,
+        steps: o.steps, batch_size: o.batchSize, optimizer: o.optimizer, seed: o.seed, data: o.data,
+        evaluated_split: sameSplit ? 'test' : 'all (the --split differs from rmserve eval\'s)',
+      },
+      finalMetrics: {
+        ...(testMetrics ? { test_accuracy: Number(testMetrics.accuracy.toFixed(4)) } : {}),
+        ...(loop.bestValidation ? { validation_accuracy: Number(loop.bestValidation.accuracy.toFixed(4)) } : {}),
+        best_step: loop.bestStep,
+        train_seconds: Math.round(trainSeconds),
+      },
+    });
+    log(`wrote ${join(outDir, 'report.html')}`);
+  }
   return { outDir, manifest, config, loop, test: testMetrics };
+}
+
+/** Quantiles of the LSC reference statistics (the server's LSC transform reads "0.85" by default). */
+export const REFERENCE_QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.85, 0.95] as const;
+
+/**
+ * Per objective: quantiles, mean, std (population) and n of the rewards of every chosen and
+ * rejected response of `pairs` about that objective (all pairs when none is), in that objective's
+ * column. Both responses stand in for samples of the reference policy.
+ */
+export function referenceStatistics(
+  objectives: readonly string[], pairs: readonly TrainExample[], scored: { chosen: Float32Array[]; rejected: Float32Array[] }, source: string,
+): Record<string, ReferenceStatistics> {
+  const out: Record<string, ReferenceStatistics> = {};
+  objectives.forEach((name, k) => {
+    let idx = pairs.map((e, i) => (e.objective === k ? i : -1)).filter((i) => i >= 0);
+    if (idx.length === 0) idx = pairs.map((_, i) => i);
+    const values = idx.flatMap((i) => [(scored.chosen[i] as Float32Array)[k] as number, (scored.rejected[i] as Float32Array)[k] as number]);
+    const mean = values.reduce((a, v) => a + v, 0) / values.length;
+    const std = Math.sqrt(values.reduce((a, v) => a + (v - mean) * (v - mean), 0) / values.length);
+    out[name] = {
+      quantiles: Object.fromEntries(REFERENCE_QUANTILES.map((q) => [String(q), quantile(values, q)])),
+      mean, std, n: values.length,
+      source: `rewards of the chosen and rejected responses of the ${source} split (${idx.length} pairs)`,
+    };
+  });
+  return out;
+}
+
+/** PCRM: s per training pair (length ratio, TF-IDF fitted on the training responses, or an ONNX encoder), then δ*(s). */
+async function addDeltaStar(
+  o: TrainRunOptions, pairs: readonly PreferencePair[], train: TrainExample[], encoder: PairEncoder, log: (line: string) => void,
+): Promise<void> {
+  const p = lossConfig(o.loss).pcrm;
+  const t0 = performance.now();
+  let s: ArrayLike<number>;
+  if (p.similarity === 'length') {
+    const tokens = (text: string): number => encoder.tokenizer.encode(text, { add_special_tokens: false }).ids.length;
+    s = pairs.map((pair) => lengthRatio(tokens(pair.chosen), tokens(pair.rejected)));
+  } else if (p.similarity === 'tfidf') {
+    const model = TfidfModel.fit(pairs.flatMap((pair) => [pair.chosen, pair.rejected]));
+    s = pairs.map((pair) => model.similarity(pair.chosen, pair.rejected));
+  } else {
+    if (!p.encoder) throw new Error('--pcrm-similarity encoder needs --similarity-encoder model.onnx');
+    const enc = await SimilarityEncoder.create(p.encoder, { device: o.device ?? 'cpu' });
+    try {
+      s = await enc.similarities(pairs);
+    } finally {
+      await enc.release();
+    }
+  }
+  let sum = 0;
+  train.forEach((e, i) => {
+    e.deltaStar = deltaStar(s[i] as number, p.beta1, p.beta2, p.beta3);
+    sum += s[i] as number;
+  });
+  log(`PCRM: ${p.similarity} similarity of ${train.length} training pairs (mean s ${(sum / Math.max(1, train.length)).toFixed(3)}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; ` +
+    `δ* = ${p.beta1}/(s + ${p.beta2}) + ${p.beta3}`);
+}
+
+/** log π_ref of every training response under the initial weights: one forward pass per pair, before training. */
+async function addReferenceLogProbs(
+  config: RewardModelConfig, init: ModelWeights, train: TrainExample[], padId: number,
+  session: ort.InferenceSession.SessionOptions, log: (line: string) => void,
+): Promise<void> {
+  const t0 = performance.now();
+  const forward = await LogProbForward.create(config, session);
+  const rows = [...train.map((e) => e.chosen), ...train.map((e) => e.rejected)];
+  const starts = [...train.map((e) => e.chosenStart ?? 1), ...train.map((e) => e.rejectedStart ?? 1)];
+  const logp = await forward.logProbs(weightsToTensors(config, init), rows, starts, padId);
+  await forward.release();
+  train.forEach((e, i) => {
+    e.refChosen = logp[i] as number;
+    e.refRejected = logp[train.length + i] as number;
+  });
+  log(`reference log-probs of ${rows.length} training responses (initial weights) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }

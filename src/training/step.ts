@@ -7,8 +7,8 @@ import * as ort from 'onnxruntime-node';
 import { gradients } from './graph/autodiff.js';
 import { GraphBuilder, type DType, type Value } from './graph/builder.js';
 import { addOptimizerStep, type AdamWOptions, type LrSchedule } from './graph/optim.js';
-import { lossFor, type LossConfig } from './losses.js';
-import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, type RewardModelConfig } from './model.js';
+import { lossFor, lossNeeds, type LossConfig } from './losses.js';
+import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, responseLogProbs, type ForwardOptions, type RewardModelConfig } from './model.js';
 import type { ParamTensors } from './evaluate.js';
 
 /**
@@ -17,6 +17,10 @@ import type { ParamTensors } from './evaluate.js';
  *   input_ids, attention_mask  int64 [2P, T]
  *   margin                     [P]     Bradley–Terry margin (0 where none)
  *   objective                  [P, K]  one-hot: which reward column each pair is about
+ * and, only for the losses that read them (lossNeeds):
+ *   delta_star                 [P]     PCRM's δ*(s) per pair
+ *   response_mask              [2P, T] 1 on response tokens (log π through the LM head)
+ *   ref_logp                   [2P]    log π_ref of each row under the initial weights
  */
 export interface PairLoss {
   loss: Value; //                 scalar
@@ -25,26 +29,50 @@ export interface PairLoss {
   rejected: Value; //             [P]
 }
 
-export function addPairLoss(b: GraphBuilder, c: RewardModelConfig, params: Map<string, Value>, loss: LossConfig, dtype: DType): PairLoss {
+/** [2P] → its chosen half and its rejected half, [P] each. */
+function halves(b: GraphBuilder, rows: Value): { chosen: Value; rejected: Value } {
+  const h = b.reshape(rows, [2, -1]); //                                      [2,P]
+  const half = (i: number): Value => b.op('Gather', [h, b.scalar('int64', i)], { axis: 0 }, { shape: ['pairs'] });
+  return { chosen: half(0), rejected: half(1) };
+}
+
+export function addPairLoss(
+  b: GraphBuilder, c: RewardModelConfig, params: Map<string, Value>, loss: LossConfig, dtype: DType,
+  forwardOptions: Pick<ForwardOptions, 'headDropout'> = {},
+): PairLoss {
+  const needs = lossNeeds(loss);
   const ids = b.input('input_ids', 'int64', ['rows', 'seq']);
   const mask = b.input('attention_mask', 'int64', ['rows', 'seq']);
   const margin = b.input('margin', dtype, ['pairs']);
   const objective = b.input('objective', dtype, ['pairs', c.numObjectives]);
-  const { rewards } = buildForward(b, c, params, ids, mask); //               [2P,K]
-  const halves = b.reshape(rewards, [2, -1, c.numObjectives]); //             [2,P,K]
+  const deltaStar = needs.deltaStar ? b.input('delta_star', dtype, ['pairs']) : undefined;
+  const responseMask = needs.logp ? b.input('response_mask', dtype, ['rows', 'seq']) : undefined;
+  const refLogp = needs.reference ? b.input('ref_logp', dtype, ['rows']) : undefined;
+  const { rewards, lmLogits } = buildForward(b, c, params, ids, mask, { ...forwardOptions, lmHead: needs.logp }); // [2P,K], [2P,T,V]
+  const byHalf = b.reshape(rewards, [2, -1, c.numObjectives]); //             [2,P,K]
   const column = (half: number): Value => {
-    const r = b.op('Gather', [halves, b.scalar('int64', half)], { axis: 0 }, { shape: ['pairs', c.numObjectives] }); // [P,K]
+    const r = b.op('Gather', [byHalf, b.scalar('int64', half)], { axis: 0 }, { shape: ['pairs', c.numObjectives] }); // [P,K]
     return b.reduceSum(b.mul(r, objective), [1], false); //                   [P]
   };
   const chosen = column(0);
   const rejected = column(1);
-  const out = lossFor(loss)({ b, chosen, rejected, margin });
+  const logp = lmLogits && responseMask ? halves(b, responseLogProbs(b, lmLogits, ids, responseMask)) : undefined;
+  const out = lossFor(loss)({
+    b, chosen, rejected, margin,
+    ...(deltaStar ? { deltaStar } : {}),
+    ...(logp ? { logp } : {}),
+    ...(refLogp ? { refLogp: halves(b, refLogp) } : {}),
+  });
   return { loss: out.loss, terms: out.terms, chosen, rejected };
 }
 
 export interface StepGraphOptions {
   config: RewardModelConfig;
   loss: LossConfig;
+  /** dropout before the reward head at training time (GRM); 0 or absent = none */
+  headDropout?: number;
+  /** seeds the dropout masks */
+  seed?: number;
   optimizer: AdamWOptions;
   schedule: LrSchedule;
 }
@@ -54,7 +82,8 @@ export function buildStepGraph(options: StepGraphOptions): Uint8Array {
   const { config } = options;
   const b = new GraphBuilder('reward_train_step', { opset: MODEL_OPSET });
   const params = declareParamInputs(b, config);
-  const pl = addPairLoss(b, config, params, options.loss, 'float32');
+  const dropout = options.headDropout ? { headDropout: { ratio: options.headDropout, seed: options.seed ?? 0 } } : {};
+  const pl = addPairLoss(b, config, params, options.loss, 'float32', dropout);
   const specs = parameterSpecs(config);
   const grads = gradients(b, pl.loss, specs.map((s) => params.get(s.name) as Value));
   addOptimizerStep(b, specs.map((s) => ({ value: params.get(s.name) as Value, decay: s.decay })), grads, {
@@ -86,6 +115,9 @@ export interface StepBatch {
   attentionMask: ort.Tensor; //  int64 [2P, T]
   margin: ort.Tensor; //         float32 [P]
   objective: ort.Tensor; //      float32 [P, K]
+  deltaStar?: ort.Tensor; //     float32 [P]      (PCRM)
+  responseMask?: ort.Tensor; //  float32 [2P, T]  (HaF-RM, GRM)
+  refLogp?: ort.Tensor; //       float32 [2P]     (HaF-RM, GRM-DPO)
 }
 
 export interface StepResult {
@@ -136,6 +168,12 @@ export class TrainStep {
       objective: batch.objective,
       step: new ort.Tensor('int64', BigInt64Array.of(BigInt(state.step + 1)), []),
     };
+    const extra: [string, ort.Tensor | undefined][] = [['delta_star', batch.deltaStar], ['response_mask', batch.responseMask], ['ref_logp', batch.refLogp]];
+    for (const [name, t] of extra) {
+      if (!this.session.inputNames.includes(name)) continue;
+      if (t === undefined) throw new Error(`the step graph takes ${name}, which the batch lacks`);
+      feeds[name] = t;
+    }
     for (const name of this.names) {
       feeds[name] = state.params.get(name) as ort.Tensor;
       feeds[`adam_m.${name}`] = state.m.get(name) as ort.Tensor;
