@@ -7,16 +7,9 @@ import ort from 'onnxruntime-node';
 import { GraphBuilder, type Dim, type Value } from '../src/training/graph/builder.js';
 import { gradients } from '../src/training/graph/autodiff.js';
 
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from '../src/training/random.js';
+
+export { rng };
 
 export interface ParamSpec {
   name: string;

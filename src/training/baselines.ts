@@ -7,6 +7,8 @@
 //   the mean of w over ALL ids given, so an ONNX Gather → masked mean (bow-model.ts, K = 1,
 //   bias 0, position weights 1) reproduces the score.
 
+import { mulberry32 } from './random.js';
+
 export interface TokenPair {
   chosen: ArrayLike<number>;
   rejected: ArrayLike<number>;
@@ -49,18 +51,6 @@ export interface BagOfWordsModel {
   weights: Float32Array; // [vocabSize]
   score(ids: ArrayLike<number>): number;
   epochLoss: number[]; // mean −log σ(r_c − r_r) over the pairs of each epoch, as trained
-}
-
-// mulberry32: tiny, seedable, identical on every platform.
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function meanWeight(weights: Float32Array, ids: ArrayLike<number>): number {

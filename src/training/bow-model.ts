@@ -3,6 +3,7 @@
 // the server's padding and position handling. With all position weights 1 it is exactly
 // r_k(ids) = (1/n)·Σ_t w[ids_t, k] + b_k, the bag-of-words baseline.
 import { GraphBuilder, type Value } from './graph/builder.js';
+import { mulberry32 } from './random.js';
 
 export interface BowModelWeights {
   vocabSize: number;
@@ -69,16 +70,9 @@ export function bowScore(w: BowModelWeights, ids: readonly number[]): Float32Arr
   return out;
 }
 
-/** Seeded random weights (mulberry32) for fixtures. */
+/** Seeded random weights for fixtures. */
 export function randomBowWeights(vocabSize: number, numOutputs: number, maxPositions: number, seed: number): BowModelWeights {
-  let s = seed >>> 0;
-  const rand = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   return {
     vocabSize,
     numOutputs,
