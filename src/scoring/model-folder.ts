@@ -48,12 +48,7 @@ export function readModelFolder(dir: string): ModelSpec {
     throw modelLoadFailed(`${dir}: tokenizer.json does not load: ${(err as Error).message}`);
   }
 
-  const specialTokens: Record<string, string> = {};
-  for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
-    const token = tokenText(tokenizerConfig[key]);
-    if (token !== undefined) specialTokens[key] = token;
-  }
-  const chatTemplate = chatTemplateOf(tokenizerConfig[`chat_template`]);
+  const { specialTokens, chatTemplate, padId } = tokenizerSettings(tokenizer, tokenizerConfig, config);
   const maxLength = manifest?.max_length ?? firstLength(tokenizerConfig.model_max_length, config.n_positions, config.max_position_embeddings);
 
   return {
@@ -62,10 +57,31 @@ export function readModelFolder(dir: string): ModelSpec {
     maxLength,
     paddingSide: manifest?.padding_side ?? sideOf(tokenizerConfig.padding_side) ?? 'right',
     truncationSide: manifest?.truncation_side ?? sideOf(tokenizerConfig.truncation_side) ?? 'left',
-    padId: padIdOf(tokenizer, specialTokens, config),
+    padId,
     formatter: new PromptFormatter(chatTemplate, manifest?.prompt_format, specialTokens),
     tokenizer: new ItemTokenizer(tokenizer, maxLength),
     manifest,
+  };
+}
+
+/**
+ * What tokenizer_config.json (and config.json) say about special tokens, the chat template and
+ * the pad id, read the way transformers does. The trainer uses it too, so both format alike.
+ */
+export function tokenizerSettings(
+  tokenizer: Tokenizer,
+  tokenizerConfig: Json,
+  config: Json = {},
+): { specialTokens: Record<string, string>; chatTemplate: string | undefined; padId: number } {
+  const specialTokens: Record<string, string> = {};
+  for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
+    const token = tokenText(tokenizerConfig[key]);
+    if (token !== undefined) specialTokens[key] = token;
+  }
+  return {
+    specialTokens,
+    chatTemplate: chatTemplateOf(tokenizerConfig.chat_template),
+    padId: padIdOf(tokenizer, specialTokens, config),
   };
 }
 
