@@ -16,10 +16,15 @@ const DATA = 'data/hh-rlhf/harmless-base-test.jsonl.gz';
 test('rmserve train --help lists every option with its default', async () => {
   const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'train', '--help']);
   for (const flag of ['--data', '--out', '--tokenizer', '--vocab-size', '--d-model', '--layers', '--heads', '--max-length', '--batch-size',
-    '--steps', '--lr', '--warmup', '--weight-decay', '--clip', '--seed', '--eval-every', '--objective', '--resume']) {
+    '--steps', '--lr', '--warmup', '--weight-decay', '--clip', '--seed', '--eval-every', '--objective', '--resume',
+    '--method', '--pcrm-similarity', '--similarity-encoder', '--pcrm-beta1', '--pcrm-beta2', '--pcrm-beta3', '--haf-rm-ratio', '--haf-dpo-ratio',
+    '--haf-beta', '--grm-alpha', '--grm-beta', '--grm-reg', '--head-dropout', '--no-report']) {
     assert.ok(stdout.includes(flag), `--help mentions ${flag}`);
   }
   assert.match(stdout, /--lr <x>\s+peak learning rate \(default: 0\.0003\)/);
+  assert.match(stdout, /--method <name>[^]*choices:\s+"bt",\s+"pcrm",\s+"haf",\s+"grm",\s+"labelsmooth"/);
+  assert.match(stdout, /--haf-dpo-ratio <x>[^]*?\(default:\s+0\.2\)/);
+  assert.match(stdout, /--grm-alpha <x>[^]*?\(default:\s+0\.01\)/);
 });
 
 test('rmserve train, run as a user would, writes a model folder the server loads and scores as the trainer did', async () => {

@@ -1,0 +1,131 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+import { readPreferenceFile } from '../src/training/data.js';
+import { completeTokenizerConfig, PairEncoder } from '../src/training/encode.js';
+import { LogProbForward, weightsToTensors } from '../src/training/evaluate.js';
+import { GraphBuilder } from '../src/training/graph/builder.js';
+import { lossConfig } from '../src/training/losses.js';
+import { MODEL_OPSET, buildForward, declareParamInputs, defaultModelConfig, initWeights } from '../src/training/model.js';
+import { DEFAULT_TRAIN_OPTIONS, REFERENCE_QUANTILES, runTraining, type TrainRunOptions } from '../src/training/pipeline.js';
+import { parseManifest } from '../src/scoring/manifest.js';
+import { trainByteLevelBpe } from '../src/training/tokenizer/index.js';
+
+const DATA = 'data/hh-rlhf/harmless-base-test.jsonl.gz';
+const pairs = readPreferenceFile(DATA).slice(0, 60);
+
+function encoderFor(maxLength: number): PairEncoder {
+  const bpe = trainByteLevelBpe(pairs.flatMap((p) => [...p.prompt.map((m) => m.content), p.chosen, p.rejected]), { vocabSize: 400 });
+  const json = bpe.tokenizerJson as unknown as Record<string, unknown>;
+  return new PairEncoder({ tokenizerJson: json, tokenizerConfig: completeTokenizerConfig(json, { ...bpe.tokenizerConfig }, maxLength) }, maxLength);
+}
+
+test('the response start found by the encoder marks exactly the response tokens, truncated or not', () => {
+  for (const maxLength of [1024, 48]) {
+    const encoder = encoderFor(maxLength);
+    let truncated = 0;
+    for (const p of pairs) {
+      for (const response of [p.chosen, p.rejected]) {
+        const e = encoder.encodeWithStart(p.prompt, response);
+        assert.deepEqual(e.ids, encoder.encodeResponse(p.prompt, response).ids, 'same ids as the server path');
+        const own = encoder.tokenizer.encode(response, { add_special_tokens: false }).ids;
+        const tail = e.ids.slice(e.start);
+        if (e.truncated) truncated++;
+        if (own.length < maxLength) {
+          // The whole response, and nothing of the prompt: it decodes to the response text.
+          assert.equal(encoder.tokenizer.decode(tail, { skip_special_tokens: true }).trim(), response.trim());
+        } else {
+          assert.equal(e.start, 1, 'a response longer than the model keeps fills it (token 0 is never predicted)');
+        }
+      }
+    }
+    if (maxLength === 48) assert.ok(truncated > 10, 'truncation is exercised');
+  }
+});
+
+test('LogProbForward sums the LM head\'s log-probs of the response tokens only', async () => {
+  const encoder = encoderFor(512);
+  const c = defaultModelConfig({ vocabSize: encoder.vocabSize, dModel: 16, nLayers: 1, nHeads: 2, maxLength: 512 });
+  const weights = initWeights({ ...c, initStd: 0.3 }, 3);
+  const rows = pairs.slice(0, 12).map((p) => encoder.encodeWithStart(p.prompt, p.chosen)).filter((r) => !r.truncated).slice(0, 5);
+  assert.equal(rows.length, 5);
+  const forward = await LogProbForward.create(c);
+  const logp = await forward.logProbs(weightsToTensors(c, weights), rows.map((r) => r.ids), rows.map((r) => r.start), encoder.padId);
+  await forward.release();
+
+  // The same from the LM logits, one row at a time, in plain JS.
+  const b = new GraphBuilder('lm', { opset: MODEL_OPSET });
+  const params = declareParamInputs(b, c);
+  const ids = b.input('input_ids', 'int64', ['batch', 'seq']);
+  const mask = b.input('attention_mask', 'int64', ['batch', 'seq']);
+  b.output(buildForward(b, c, params, ids, mask, { lmHead: true }).lmLogits!, 'lm');
+  const session = await ort.InferenceSession.create(b.toModelProto());
+  for (const [i, row] of rows.entries()) {
+    const T = row.ids.length;
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(row.ids.map(BigInt)), [1, T]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(T).fill(1n), [1, T]),
+    };
+    for (const [name, t] of weightsToTensors(c, weights)) feeds[name] = t;
+    const lm = (await session.run(feeds)).lm!.data as Float32Array;
+    const V = c.vocabSize;
+    let sum = 0;
+    for (let t = row.start; t < T; t++) {
+      const logits = lm.subarray((t - 1) * V, t * V);
+      const max = Math.max(...logits);
+      const lse = max + Math.log(logits.reduce((a, x) => a + Math.exp(x - max), 0));
+      sum += (logits[row.ids[t]!] as number) - lse;
+    }
+    assert.ok(row.start > 1 && row.start < T, 'the row has prompt and response tokens');
+    assert.ok(Math.abs(logp[i]! - sum) < 1e-3 * Math.max(1, Math.abs(sum)), `row ${i}: graph ${logp[i]} vs JS ${sum}`);
+  }
+  await session.release();
+});
+
+function tinyRun(dir: string, overrides: Partial<TrainRunOptions>): TrainRunOptions {
+  return {
+    ...DEFAULT_TRAIN_OPTIONS,
+    data: [DATA], out: join(dir, 'models', 'tiny', '1'), checkpointDir: join(dir, 'ckpt'),
+    vocabSize: 384, dModel: 32, layers: 1, heads: 2, maxLength: 64, batchSize: 16, maxTrainPairs: 64,
+    optimizer: { ...DEFAULT_TRAIN_OPTIONS.optimizer, lr: 3e-3, warmup: 2 }, steps: 8, threads: 1,
+    evalEvery: 0, log: () => {}, progress: false,
+    ...overrides,
+  };
+}
+
+test('each method trains and exports a model whose manifest carries the LSC reference statistics, with report.html beside it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rmserve-methods-'));
+  try {
+    const runs: [string, Partial<TrainRunOptions>][] = [
+      ['pcrm', { loss: lossConfig({ method: 'pcrm', pcrm: { beta1: 0.5, beta2: 0.001, beta3: 0, similarity: 'length' } }) }],
+      ['haf', { loss: lossConfig({ method: 'haf' }) }],
+      ['grm', { loss: lossConfig({ method: 'grm', grm: { alpha: 0.1, beta: 0.1, reg: 'dpo' } }), head: 'mlp', headHidden: 16, headDropout: 0.1 }],
+    ];
+    for (const [method, overrides] of runs) {
+      const r = await runTraining(tinyRun(join(dir, method), overrides));
+      const raw = JSON.parse(readFileSync(join(r.outDir, 'rmserve.json'), 'utf8')) as unknown;
+      const manifest = parseManifest(raw);
+      const ref = manifest.reference?.reward;
+      assert.ok(ref, `${method}: reference statistics for the objective`);
+      const validation = (manifest.metrics as { splits: { validation: number } }).splits.validation;
+      assert.equal(ref.n, 2 * validation, 'chosen and rejected of every validation pair');
+      assert.deepEqual(Object.keys(ref.quantiles), REFERENCE_QUANTILES.map(String));
+      const q = REFERENCE_QUANTILES.map((k) => ref.quantiles[String(k)]!);
+      q.slice(1).forEach((v, i) => assert.ok(v >= q[i]!, `${method}: quantiles rise`));
+      assert.ok(ref.std > 0 && q[0]! <= ref.mean && ref.mean <= q[5]!, `${method}: mean ${ref.mean} within the quantiles, std ${ref.std}`);
+      assert.equal((manifest.provenance as { method: string }).method, method);
+      const terms = Object.keys(r.loop.steps[0]!.terms);
+      assert.ok(terms.includes(method === 'pcrm' ? 'prior' : method === 'haf' ? 'dpo' : 'reg'), `${method}: its own loss term is logged (${terms})`);
+      const report = join(r.outDir, 'report.html');
+      assert.ok(existsSync(report), `${method}: report.html`);
+      const html = readFileSync(report, 'utf8');
+      assert.match(html, /<svg/);
+      assert.ok(html.includes(method));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
