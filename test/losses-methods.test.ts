@@ -122,9 +122,9 @@ test('GRM: (1 − α)·L_BT + α·L_reg for each regulariser', async () => {
 });
 
 test('each method asks for exactly the inputs it reads', () => {
-  assert.deepEqual(lossNeeds(lossConfig({ method: 'bt' })), { deltaStar: false, logp: false, reference: false });
-  assert.deepEqual(lossNeeds(lossConfig({ method: 'pcrm' })), { deltaStar: true, logp: false, reference: false });
-  assert.deepEqual(lossNeeds(lossConfig({ method: 'haf' })), { deltaStar: false, logp: true, reference: true });
-  assert.deepEqual(lossNeeds(lossConfig({ method: 'grm' })), { deltaStar: false, logp: true, reference: false });
-  assert.deepEqual(lossNeeds(lossConfig({ method: 'grm', grm: { alpha: 0.01, beta: 0.1, reg: 'dpo' } })), { deltaStar: false, logp: true, reference: true });
+  assert.deepEqual(lossNeeds(lossConfig({ method: 'bt' })), { deltaStar: false, logp: false, logpRejected: false, reference: false });
+  assert.deepEqual(lossNeeds(lossConfig({ method: 'pcrm' })), { deltaStar: true, logp: false, logpRejected: false, reference: false });
+  assert.deepEqual(lossNeeds(lossConfig({ method: 'haf' })), { deltaStar: false, logp: true, logpRejected: true, reference: true });
+  assert.deepEqual(lossNeeds(lossConfig({ method: 'grm' })), { deltaStar: false, logp: true, logpRejected: false, reference: false });
+  assert.deepEqual(lossNeeds(lossConfig({ method: 'grm', grm: { alpha: 0.01, beta: 0.1, reg: 'dpo' } })), { deltaStar: false, logp: true, logpRejected: true, reference: true });
 });

@@ -9,6 +9,8 @@ import { completeTokenizerConfig, PairEncoder } from '../src/training/encode.js'
 import { LogProbForward, weightsToTensors } from '../src/training/evaluate.js';
 import { GraphBuilder } from '../src/training/graph/builder.js';
 import { lossConfig } from '../src/training/losses.js';
+import { makeStepBatch } from '../src/training/loop.js';
+import { buildLossGradGraph } from '../src/training/step.js';
 import { MODEL_OPSET, buildForward, declareParamInputs, defaultModelConfig, initWeights } from '../src/training/model.js';
 import { DEFAULT_TRAIN_OPTIONS, REFERENCE_QUANTILES, runTraining, type TrainRunOptions } from '../src/training/pipeline.js';
 import { parseManifest } from '../src/scoring/manifest.js';
@@ -83,6 +85,32 @@ test('LogProbForward sums the LM head\'s log-probs of the response tokens only',
     assert.ok(Math.abs(logp[i]! - sum) < 1e-3 * Math.max(1, Math.abs(sum)), `row ${i}: graph ${logp[i]} vs JS ${sum}`);
   }
   await session.release();
+
+  // The step graph reads the same log π: GRM with α = 1 and plain SFT is −mean log π(y_c), from
+  // the LM head run on the chosen half of the batch only; with DPO-noref both halves are read.
+  const chosen = rows.slice(0, 2);
+  const rejected = rows.slice(2, 4);
+  const batch = makeStepBatch(
+    chosen.map((r, i) => ({ chosen: r.ids, rejected: rejected[i]!.ids, chosenStart: r.start, rejectedStart: rejected[i]!.start, truncated: false, margin: 0, objective: 0 })),
+    1, encoder.padId, { deltaStar: false, logp: true, logpRejected: true, reference: false },
+  );
+  const lossOf = async (reg: 'plain-sft' | 'dpo-noref'): Promise<number> => {
+    const step = await ort.InferenceSession.create(buildLossGradGraph(c, lossConfig({ method: 'grm', grm: { alpha: 1, beta: 1, reg } }), 'float32'));
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: batch.inputIds, attention_mask: batch.attentionMask, margin: batch.margin, objective: batch.objective, response_mask: batch.responseMask!,
+    };
+    for (const [name, t] of weightsToTensors(c, weights)) feeds[name] = t;
+    const out = await step.run(feeds, ['loss']);
+    await step.release();
+    return (out.loss!.data as Float32Array)[0]!;
+  };
+  const sft = await lossOf('plain-sft');
+  const expected = -(logp[0]! + logp[1]!) / 2;
+  assert.ok(Math.abs(sft - expected) < 1e-3 * Math.abs(expected), `plain-sft ${sft} vs −mean log π(y_c) ${expected}`);
+  const noref = await lossOf('dpo-noref');
+  const nls = (x: number): number => Math.log1p(Math.exp(-x));
+  const expectedDpo = (nls(logp[0]! - logp[2]!) + nls(logp[1]! - logp[3]!)) / 2;
+  assert.ok(Math.abs(noref - expectedDpo) < 1e-3 * Math.max(1, expectedDpo), `dpo-noref ${noref} vs ${expectedDpo}`);
 });
 
 function tinyRun(dir: string, overrides: Partial<TrainRunOptions>): TrainRunOptions {

@@ -141,7 +141,7 @@ function shuffle<T>(items: T[], rand: () => number): T[] {
   return items;
 }
 
-const NO_EXTRAS: LossNeeds = { deltaStar: false, logp: false, reference: false };
+const NO_EXTRAS: LossNeeds = { deltaStar: false, logp: false, logpRejected: false, reference: false };
 
 export function makeStepBatch(
   examples: readonly TrainExample[], numObjectives: number, padId: number, needs: LossNeeds = NO_EXTRAS,

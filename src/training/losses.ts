@@ -17,8 +17,11 @@ export interface LossInputs {
   margin: Value;
   /** [P] PCRM's bound δ*(s) per pair, computed outside the graph (no gradient). */
   deltaStar?: Value;
-  /** log π(y|x) of each response under the model's LM head: [P] each, sums of response-token log-probs. */
-  logp?: { chosen: Value; rejected: Value };
+  /**
+   * log π(y|x) of each response under the model's LM head: [P] each, sums of response-token
+   * log-probs (only the chosen ones where the loss needs no more: LossNeeds.logpRejected).
+   */
+  logp?: { chosen: Value; rejected?: Value };
   /** the same under the frozen initial weights (π_ref), precomputed before training: [P] each. */
   refLogp?: { chosen: Value; rejected: Value };
 }
@@ -103,8 +106,8 @@ export function pcrm(): LossFn {
  * The DPO term −log σ(β[(log π − log π_ref)(y_c) − (log π − log π_ref)(y_r)]), mean over pairs;
  * without `ref` the reference ratios drop out (GRM's DPO without reference).
  */
-export function dpoTerm(b: GraphBuilder, beta: number, logp: { chosen: Value; rejected: Value }, ref?: { chosen: Value; rejected: Value }): Value {
-  let diff = b.sub(logp.chosen, logp.rejected); //                          [P]
+export function dpoTerm(b: GraphBuilder, beta: number, logp: { chosen: Value; rejected?: Value }, ref?: { chosen: Value; rejected: Value }): Value {
+  let diff = b.sub(logp.chosen, need(logp.rejected, 'log π of the rejected responses', 'DPO')); // [P]
   if (ref) diff = b.sub(diff, b.sub(ref.chosen, ref.rejected));
   return mean(b, negLogSigmoid(b, b.mul(diff, b.scalar(logp.chosen.dtype, beta))));
 }
@@ -222,6 +225,8 @@ export interface LossNeeds {
   deltaStar: boolean;
   /** log π of the responses through the LM head (and a response mask) */
   logp: boolean;
+  /** …of the rejected responses too (false: the LM head runs on the chosen half only) */
+  logpRejected: boolean;
   /** log π_ref of the responses under the initial weights, precomputed */
   reference: boolean;
 }
@@ -230,6 +235,7 @@ export function lossNeeds(config: LossConfig): LossNeeds {
   return {
     deltaStar: config.method === 'pcrm',
     logp: config.method === 'haf' || config.method === 'grm',
+    logpRejected: config.method === 'haf' || (config.method === 'grm' && !['sft', 'plain-sft'].includes((config.grm ?? DEFAULT_LOSS.grm).reg)),
     reference: config.method === 'haf' || (config.method === 'grm' && grmNeedsReference((config.grm ?? DEFAULT_LOSS.grm).reg)),
   };
 }

@@ -204,8 +204,12 @@ export function declareParamInitializers(b: GraphBuilder, c: RewardModelConfig, 
 }
 
 export interface ForwardOptions {
-  /** Also emit the tied LM head's logits over every position (GRM/HaF-RM regularisers). */
-  lmHead?: boolean;
+  /**
+   * Also emit the tied LM head's logits over every position (GRM/HaF-RM regularisers); with
+   * 'first-half' only for rows 0..B/2−1 (the chosen responses of a pair batch: GRM's SFT
+   * regularisers read nothing else, and the [B,T,V] logits are the costliest part of the step).
+   */
+  lmHead?: boolean | 'first-half';
   /**
    * Dropout ratio on the pooled hidden state before the reward head (GRM's Dropout(0.1)), in
    * training graphs only: the evaluation and export graphs leave it out, which is the inference
@@ -296,7 +300,13 @@ export function buildForward(
   let lmLogits: Value | undefined;
   if (options.lmHead) {
     const hf = lnF(x); //                                                  [B,T,C]
-    lmLogits = b.matmul(hf, b.transpose(param('tok_emb'), [1, 0])); // [B,T,V]
+    let rows = hf;
+    if (options.lmHead === 'first-half') {
+      const first = b.op('Gather', [b.reshape(hf, [2, -1, C]), b.scalar('int64', 0)], { axis: 0 }); // [B/2·T,C]
+      const shape = b.op('Concat', [b.ints([-1]), T1, b.ints([C])], { axis: 0 });
+      rows = b.op('Reshape', [first, shape], {}, { shape: ['half_batch', Tdim, C] }); //       [B/2,T,C]
+    }
+    lmLogits = b.matmul(rows, b.transpose(param('tok_emb'), [1, 0])); //     [B,T,V] or [B/2,T,V]
     pooled = b.gather(b.reshape(hf, [-1, C]), flatIndex);
   } else {
     // LayerNorm is per token, so normalising only the pooled rows gives the same numbers.

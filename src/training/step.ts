@@ -36,6 +36,13 @@ function halves(b: GraphBuilder, rows: Value): { chosen: Value; rejected: Value 
   return { chosen: half(0), rejected: half(1) };
 }
 
+/** Rows 0..P−1 of a [2P, T] input (no gradient flows through it: ids and masks). */
+function firstHalfRows(b: GraphBuilder, x: Value): Value {
+  const first = b.op('Gather', [b.reshape(x, [2, -1]), b.scalar('int64', 0)], { axis: 0 }); //    [P·T]
+  const T = b.op('Slice', [b.shapeOf(x), b.ints([1]), b.ints([2]), b.ints([0])]); //              [1]
+  return b.op('Reshape', [first, b.op('Concat', [b.ints([-1]), T], { axis: 0 })], {}, { shape: ['pairs', x.shape?.[1] ?? 'seq'] }); // [P,T]
+}
+
 export function addPairLoss(
   b: GraphBuilder, c: RewardModelConfig, params: Map<string, Value>, loss: LossConfig, dtype: DType,
   forwardOptions: Pick<ForwardOptions, 'headDropout'> = {},
@@ -48,7 +55,8 @@ export function addPairLoss(
   const deltaStar = needs.deltaStar ? b.input('delta_star', dtype, ['pairs']) : undefined;
   const responseMask = needs.logp ? b.input('response_mask', dtype, ['rows', 'seq']) : undefined;
   const refLogp = needs.reference ? b.input('ref_logp', dtype, ['rows']) : undefined;
-  const { rewards, lmLogits } = buildForward(b, c, params, ids, mask, { ...forwardOptions, lmHead: needs.logp }); // [2P,K], [2P,T,V]
+  const lmHead = needs.logp ? (needs.logpRejected ? true : 'first-half') : false;
+  const { rewards, lmLogits } = buildForward(b, c, params, ids, mask, { ...forwardOptions, lmHead }); // [2P,K], [2P or P,T,V]
   const byHalf = b.reshape(rewards, [2, -1, c.numObjectives]); //             [2,P,K]
   const column = (half: number): Value => {
     const r = b.op('Gather', [byHalf, b.scalar('int64', half)], { axis: 0 }, { shape: ['pairs', c.numObjectives] }); // [P,K]
@@ -56,7 +64,12 @@ export function addPairLoss(
   };
   const chosen = column(0);
   const rejected = column(1);
-  const logp = lmLogits && responseMask ? halves(b, responseLogProbs(b, lmLogits, ids, responseMask)) : undefined;
+  let logp: { chosen: Value; rejected?: Value } | undefined;
+  if (lmLogits && responseMask) {
+    logp = needs.logpRejected
+      ? halves(b, responseLogProbs(b, lmLogits, ids, responseMask))
+      : { chosen: responseLogProbs(b, lmLogits, firstHalfRows(b, ids), firstHalfRows(b, responseMask)) };
+  }
   const out = lossFor(loss)({
     b, chosen, rejected, margin,
     ...(deltaStar ? { deltaStar } : {}),
