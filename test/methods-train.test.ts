@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
@@ -12,7 +12,9 @@ import { lossConfig } from '../src/training/losses.js';
 import { makeStepBatch } from '../src/training/loop.js';
 import { buildLossGradGraph } from '../src/training/step.js';
 import { MODEL_OPSET, buildForward, declareParamInputs, defaultModelConfig, initWeights } from '../src/training/model.js';
-import { DEFAULT_TRAIN_OPTIONS, REFERENCE_QUANTILES, runTraining, type TrainRunOptions } from '../src/training/pipeline.js';
+import { DEFAULT_TRAIN_OPTIONS, REFERENCE_QUANTILES, pcrmPriors, runTraining, type TrainRunOptions } from '../src/training/pipeline.js';
+import { TfidfModel } from '../src/training/similarity.js';
+import { SimilarityEncoder } from '../src/training/similarity-encoder.js';
 import { parseManifest } from '../src/scoring/manifest.js';
 import { trainByteLevelBpe } from '../src/training/tokenizer/index.js';
 
@@ -153,6 +155,48 @@ test('each method trains and exports a model whose manifest carries the LSC refe
       assert.match(html, /<svg/);
       assert.ok(html.includes(method));
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('PCRM priors: δ* from the length ratio, TF-IDF fitted on the training pairs, or an ONNX encoder', async () => {
+  const few = pairs.slice(0, 6);
+  const tokenizer = encoderFor(256).tokenizer;
+  const beta = { beta1: 2, beta2: 0.5, beta3: -1 };
+  const count = (t: string): number => tokenizer.encode(t, { add_special_tokens: false }).ids.length;
+
+  const length = await pcrmPriors(few, lossConfig({ method: 'pcrm', pcrm: { ...beta, similarity: 'length' } }), tokenizer);
+  few.forEach((p, i) => {
+    const [a, b] = [count(p.chosen), count(p.rejected)];
+    const s = Math.min(a, b) / Math.max(a, b);
+    assert.ok(Math.abs(length.similarity[i]! - s) < 1e-12);
+    assert.ok(Math.abs(length.deltaStar[i]! - (2 / (s + 0.5) - 1)) < 1e-12, 'δ* = β1/(s + β2) + β3');
+  });
+
+  const tfidf = await pcrmPriors(few, lossConfig({ method: 'pcrm', pcrm: { ...beta, similarity: 'tfidf' } }), tokenizer);
+  const model = TfidfModel.fit(few.flatMap((p) => [p.chosen, p.rejected]));
+  few.forEach((p, i) => assert.equal(tfidf.similarity[i], model.similarity(p.chosen, p.rejected)));
+  assert.ok(tfidf.similarity.every((s) => s >= 0.5 && s <= 1), 'angular similarity of clamped cosines lies in [0.5, 1]');
+
+  // An "encoder" whose mean-pooled embedding is [1, mean(ids)/1000] (as in similarity-encoder.test.ts).
+  const dir = mkdtempSync(join(tmpdir(), 'rmserve-pcrm-encoder-'));
+  try {
+    const b = new GraphBuilder('tiny_encoder');
+    const ids = b.input('input_ids', 'int64', ['batch', 'seq']);
+    const mask = b.input('attention_mask', 'int64', ['batch', 'seq']);
+    const m = b.unsqueeze(b.cast(mask, 'float32'), [2]);
+    const x = b.unsqueeze(b.cast(ids, 'float32'), [2]);
+    b.output(b.mul(b.add(b.mul(x, b.constant('float32', [1, 1, 2], [0, 0.001])), b.constant('float32', [1, 1, 2], [1, 0])), m), 'last_hidden_state');
+    writeFileSync(join(dir, 'model.onnx'), b.toModelProto());
+    copyFileSync('data/tokenizers/bert-base-uncased/tokenizer.json', join(dir, 'tokenizer.json'));
+    const enc = await pcrmPriors(few, lossConfig({ method: 'pcrm', pcrm: { ...beta, similarity: 'encoder', encoder: join(dir, 'model.onnx') } }), tokenizer);
+    const encoder = await SimilarityEncoder.create(join(dir, 'model.onnx'));
+    const direct = await encoder.similarities(few);
+    await encoder.release();
+    assert.deepEqual([...enc.similarity], [...direct]);
+    enc.similarity.forEach((s, i) => assert.ok(Math.abs(enc.deltaStar[i]! - (2 / (s + 0.5) - 1)) < 1e-12));
+    assert.notDeepEqual([...enc.similarity], [...length.similarity]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -316,35 +316,44 @@ export function referenceStatistics(
   return out;
 }
 
-/** PCRM: s per training pair (length ratio, TF-IDF fitted on the training responses, or an ONNX encoder), then δ*(s). */
-async function addDeltaStar(
-  o: TrainRunOptions, pairs: readonly PreferencePair[], train: TrainExample[], encoder: PairEncoder, log: (line: string) => void,
-): Promise<void> {
-  const p = lossConfig(o.loss).pcrm;
-  const t0 = performance.now();
-  let s: ArrayLike<number>;
+/**
+ * PCRM's prior for each pair: s (length ratio of the responses' tokens, TF-IDF angular cosine with
+ * the IDF fitted on these pairs' responses — the training split —, or an ONNX encoder's angular
+ * cosine) and δ*(s) = β1/(s + β2) + β3.
+ */
+export async function pcrmPriors(
+  pairs: readonly PreferencePair[], loss: LossConfig, tokenizer: Pick<PairEncoder['tokenizer'], 'encode'>, device = 'cpu',
+): Promise<{ similarity: Float64Array; deltaStar: Float64Array }> {
+  const p = lossConfig(loss).pcrm;
+  let s: Float64Array;
   if (p.similarity === 'length') {
-    const tokens = (text: string): number => encoder.tokenizer.encode(text, { add_special_tokens: false }).ids.length;
-    s = pairs.map((pair) => lengthRatio(tokens(pair.chosen), tokens(pair.rejected)));
+    const tokens = (text: string): number => tokenizer.encode(text, { add_special_tokens: false }).ids.length;
+    s = Float64Array.from(pairs, (pair) => lengthRatio(tokens(pair.chosen), tokens(pair.rejected)));
   } else if (p.similarity === 'tfidf') {
     const model = TfidfModel.fit(pairs.flatMap((pair) => [pair.chosen, pair.rejected]));
-    s = pairs.map((pair) => model.similarity(pair.chosen, pair.rejected));
+    s = Float64Array.from(pairs, (pair) => model.similarity(pair.chosen, pair.rejected));
   } else {
     if (!p.encoder) throw new Error('--pcrm-similarity encoder needs --similarity-encoder model.onnx');
-    const enc = await SimilarityEncoder.create(p.encoder, { device: o.device ?? 'cpu' });
+    const enc = await SimilarityEncoder.create(p.encoder, { device });
     try {
       s = await enc.similarities(pairs);
     } finally {
       await enc.release();
     }
   }
-  let sum = 0;
-  train.forEach((e, i) => {
-    e.deltaStar = deltaStar(s[i] as number, p.beta1, p.beta2, p.beta3);
-    sum += s[i] as number;
-  });
-  log(`PCRM: ${p.similarity} similarity of ${train.length} training pairs (mean s ${(sum / Math.max(1, train.length)).toFixed(3)}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; ` +
-    `δ* = ${p.beta1}/(s + ${p.beta2}) + ${p.beta3}`);
+  return { similarity: s, deltaStar: s.map((v) => deltaStar(v, p.beta1, p.beta2, p.beta3)) };
+}
+
+async function addDeltaStar(
+  o: TrainRunOptions, pairs: readonly PreferencePair[], train: TrainExample[], encoder: PairEncoder, log: (line: string) => void,
+): Promise<void> {
+  const p = lossConfig(o.loss).pcrm;
+  const t0 = performance.now();
+  const prior = await pcrmPriors(pairs, o.loss, encoder.tokenizer, o.device ?? 'cpu');
+  train.forEach((e, i) => (e.deltaStar = prior.deltaStar[i] as number));
+  const mean = (xs: Float64Array): number => xs.reduce((a, v) => a + v, 0) / Math.max(1, xs.length);
+  log(`PCRM: ${p.similarity} similarity of ${train.length} training pairs (mean s ${mean(prior.similarity).toFixed(3)}, mean δ* ${mean(prior.deltaStar).toFixed(2)}) ` +
+    `in ${((performance.now() - t0) / 1000).toFixed(1)} s; δ* = ${p.beta1}/(s + ${p.beta2}) + ${p.beta3}`);
 }
 
 /** log π_ref of every training response under the initial weights: one forward pass per pair, before training. */
