@@ -201,3 +201,23 @@ test('PCRM priors: δ* from the length ratio, TF-IDF fitted on the training pair
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('GRM with head dropout: the masks come from the seed and step, so a resumed run continues the same trajectory', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rmserve-grm-resume-'));
+  try {
+    const grm = { loss: lossConfig({ method: 'grm', grm: { alpha: 0.1, beta: 0.1, reg: 'sft' } }), head: 'mlp' as const, headHidden: 16, steps: 8, report: false };
+    const straight = await runTraining(tinyRun(join(dir, 'a'), { ...grm, headDropout: 0.5 }));
+    await runTraining(tinyRun(join(dir, 'b'), { ...grm, headDropout: 0.5, stopAfter: 4 }));
+    const resumed = await runTraining(tinyRun(join(dir, 'b'), { ...grm, headDropout: 0.5, resume: join(dir, 'b', 'ckpt', 'last.safetensors') }));
+    assert.deepEqual(resumed.loop.steps.map((s) => s.step), [5, 6, 7, 8]);
+    resumed.loop.steps.forEach((s, i) => {
+      const ref = straight.loop.steps[4 + i]!;
+      assert.ok(Math.abs(s.loss - ref.loss) <= 1e-6 * Math.max(1, Math.abs(ref.loss)), `step ${s.step}: resumed ${s.loss} vs ${ref.loss}`);
+    });
+    const noDropout = await runTraining(tinyRun(join(dir, 'c'), { ...grm, headDropout: 0 }));
+    assert.notEqual(noDropout.loop.steps[0]!.loss, straight.loop.steps[0]!.loss, 'dropout changes the training loss');
+    assert.ok(!existsSync(join(straight.outDir, 'report.html')), 'report: false writes no report');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

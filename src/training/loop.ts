@@ -13,7 +13,7 @@ import { RewardForward, pairMetrics, scorePairs, tensorsToWeights, weightsToTens
 import type { EncodedPair } from './encode.js';
 import type { LrSchedule } from './graph/optim.js';
 import { lossNeeds, type LossConfig, type LossNeeds } from './losses.js';
-import { parameterSpecs, seededRandom, type ModelWeights, type RewardModelConfig } from './model.js';
+import { dropoutMask, parameterSpecs, seededRandom, type ModelWeights, type RewardModelConfig } from './model.js';
 import { padBatch, responseMask } from './batch.js';
 import { TrainStep, zeroMoments, type StepBatch, type TrainState } from './step.js';
 
@@ -239,8 +239,7 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
   const trainStep = await TrainStep.create({
     config: model,
     loss: options.loss,
-    headDropout: options.headDropout ?? 0,
-    seed: options.seed,
+    headDropout: (options.headDropout ?? 0) > 0,
     optimizer: {
       beta1: options.optimizer.beta1, beta2: options.optimizer.beta2, eps: options.optimizer.eps,
       weightDecay: options.optimizer.weightDecay, maxGradNorm: options.optimizer.clip,
@@ -308,6 +307,11 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
     }
     const examples = (batches[state.step % perEpoch] as number[]).map((i) => data.train[i] as TrainExample);
     const batch = makeStepBatch(examples, model.numObjectives, padId, needs);
+    const p = options.headDropout ?? 0;
+    if (p > 0) {
+      const rows = 2 * examples.length;
+      batch.headMask = new ort.Tensor('float32', dropoutMask(rows, model.dModel, p, options.seed, state.step), [rows, model.dModel]);
+    }
     const t0 = performance.now();
     const result = await trainStep.run(state, batch);
     const seconds = (performance.now() - t0) / 1000;

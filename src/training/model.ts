@@ -211,11 +211,13 @@ export interface ForwardOptions {
    */
   lmHead?: boolean | 'first-half';
   /**
-   * Dropout ratio on the pooled hidden state before the reward head (GRM's Dropout(0.1)), in
-   * training graphs only: the evaluation and export graphs leave it out, which is the inference
-   * behaviour of inverted dropout. `seed` fixes ORT's mask stream per session.
+   * GRM's Dropout(p) before the reward head, in training graphs only: [B, C] inverted-dropout
+   * mask (0 or 1/(1 − p)) multiplied into the pooled hidden state. The loop draws it from the
+   * seed and the step (dropoutMask), so a resumed run drops the same units as an uninterrupted
+   * one, which ORT's Dropout with its per-session generator would not. The evaluation and export
+   * graphs leave it out: inverted dropout is the identity at inference.
    */
-  headDropout?: { ratio: number; seed: number };
+  headMask?: Value;
 }
 
 export interface ForwardResult {
@@ -314,10 +316,7 @@ export function buildForward(
   }
 
   // ---- reward head
-  if (options.headDropout && options.headDropout.ratio > 0) {
-    const training = b.constant('bool', [], [1]);
-    pooled = b.op('Dropout', [pooled, scalar(options.headDropout.ratio), training], { seed: options.headDropout.seed });
-  }
+  if (options.headMask) pooled = b.mul(pooled, options.headMask); //            [B,C]
   let rewards: Value; //                                                   [B,K]
   if (c.head === 'linear') {
     rewards = b.matmul(pooled, param('head.out.w'));
@@ -326,6 +325,13 @@ export function buildForward(
     rewards = b.add(b.matmul(hidden, param('head.out.w')), param('head.out.b'));
   }
   return lmLogits === undefined ? { rewards } : { rewards, lmLogits };
+}
+
+/** An inverted-dropout mask [rows, width]: 0 with probability p, else 1/(1 − p); a pure function of the seed and step. */
+export function dropoutMask(rows: number, width: number, p: number, seed: number, step: number): Float32Array {
+  const rand = seededRandom((seed * 2654435761 + step * 40503 + 17) >>> 0);
+  const keep = 1 / (1 - p);
+  return Float32Array.from({ length: rows * width }, () => (rand() < p ? 0 : keep));
 }
 
 /**

@@ -8,7 +8,7 @@ import { gradients } from './graph/autodiff.js';
 import { GraphBuilder, type DType, type Value } from './graph/builder.js';
 import { addOptimizerStep, type AdamWOptions, type LrSchedule } from './graph/optim.js';
 import { lossFor, lossNeeds, type LossConfig } from './losses.js';
-import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, responseLogProbs, type ForwardOptions, type RewardModelConfig } from './model.js';
+import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, responseLogProbs, type RewardModelConfig } from './model.js';
 import type { ParamTensors } from './evaluate.js';
 
 /**
@@ -21,6 +21,7 @@ import type { ParamTensors } from './evaluate.js';
  *   delta_star                 [P]     PCRM's δ*(s) per pair
  *   response_mask              [2P, T] 1 on response tokens (log π through the LM head)
  *   ref_logp                   [2P]    log π_ref of each row under the initial weights
+ *   head_mask                  [2P, C] inverted-dropout mask before the reward head (GRM)
  */
 export interface PairLoss {
   loss: Value; //                 scalar
@@ -45,7 +46,7 @@ function firstHalfRows(b: GraphBuilder, x: Value): Value {
 
 export function addPairLoss(
   b: GraphBuilder, c: RewardModelConfig, params: Map<string, Value>, loss: LossConfig, dtype: DType,
-  forwardOptions: Pick<ForwardOptions, 'headDropout'> = {},
+  options: { headDropout?: boolean } = {},
 ): PairLoss {
   const needs = lossNeeds(loss);
   const ids = b.input('input_ids', 'int64', ['rows', 'seq']);
@@ -55,8 +56,9 @@ export function addPairLoss(
   const deltaStar = needs.deltaStar ? b.input('delta_star', dtype, ['pairs']) : undefined;
   const responseMask = needs.logp ? b.input('response_mask', dtype, ['rows', 'seq']) : undefined;
   const refLogp = needs.reference ? b.input('ref_logp', dtype, ['rows']) : undefined;
+  const headMask = options.headDropout ? b.input('head_mask', dtype, ['rows', c.dModel]) : undefined;
   const lmHead = needs.logp ? (needs.logpRejected ? true : 'first-half') : false;
-  const { rewards, lmLogits } = buildForward(b, c, params, ids, mask, { ...forwardOptions, lmHead }); // [2P,K], [2P or P,T,V]
+  const { rewards, lmLogits } = buildForward(b, c, params, ids, mask, { lmHead, ...(headMask ? { headMask } : {}) }); // [2P,K], [2P or P,T,V]
   const byHalf = b.reshape(rewards, [2, -1, c.numObjectives]); //             [2,P,K]
   const column = (half: number): Value => {
     const r = b.op('Gather', [byHalf, b.scalar('int64', half)], { axis: 0 }, { shape: ['pairs', c.numObjectives] }); // [P,K]
@@ -82,10 +84,8 @@ export function addPairLoss(
 export interface StepGraphOptions {
   config: RewardModelConfig;
   loss: LossConfig;
-  /** dropout before the reward head at training time (GRM); 0 or absent = none */
-  headDropout?: number;
-  /** seeds the dropout masks */
-  seed?: number;
+  /** dropout before the reward head at training time (GRM): the graph takes a head_mask input */
+  headDropout?: boolean;
   optimizer: AdamWOptions;
   schedule: LrSchedule;
 }
@@ -95,8 +95,7 @@ export function buildStepGraph(options: StepGraphOptions): Uint8Array {
   const { config } = options;
   const b = new GraphBuilder('reward_train_step', { opset: MODEL_OPSET });
   const params = declareParamInputs(b, config);
-  const dropout = options.headDropout ? { headDropout: { ratio: options.headDropout, seed: options.seed ?? 0 } } : {};
-  const pl = addPairLoss(b, config, params, options.loss, 'float32', dropout);
+  const pl = addPairLoss(b, config, params, options.loss, 'float32', { headDropout: options.headDropout === true });
   const specs = parameterSpecs(config);
   const grads = gradients(b, pl.loss, specs.map((s) => params.get(s.name) as Value));
   addOptimizerStep(b, specs.map((s) => ({ value: params.get(s.name) as Value, decay: s.decay })), grads, {
@@ -131,6 +130,7 @@ export interface StepBatch {
   deltaStar?: ort.Tensor; //     float32 [P]      (PCRM)
   responseMask?: ort.Tensor; //  float32 [2P, T]  (HaF-RM, GRM)
   refLogp?: ort.Tensor; //       float32 [2P]     (HaF-RM, GRM-DPO)
+  headMask?: ort.Tensor; //      float32 [2P, C]  (GRM's head dropout)
 }
 
 export interface StepResult {
@@ -181,7 +181,9 @@ export class TrainStep {
       objective: batch.objective,
       step: new ort.Tensor('int64', BigInt64Array.of(BigInt(state.step + 1)), []),
     };
-    const extra: [string, ort.Tensor | undefined][] = [['delta_star', batch.deltaStar], ['response_mask', batch.responseMask], ['ref_logp', batch.refLogp]];
+    const extra: [string, ort.Tensor | undefined][] = [
+      ['delta_star', batch.deltaStar], ['response_mask', batch.responseMask], ['ref_logp', batch.refLogp], ['head_mask', batch.headMask],
+    ];
     for (const [name, t] of extra) {
       if (!this.session.inputNames.includes(name)) continue;
       if (t === undefined) throw new Error(`the step graph takes ${name}, which the batch lacks`);
