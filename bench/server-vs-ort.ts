@@ -27,6 +27,8 @@ const { values: args } = parseArgs({
     'max-length': { type: 'string', default: '256' },
     port: { type: 'string', default: '8789' },
     'max-batch-size': { type: 'string', default: '64' },
+    'max-batch-tokens': { type: 'string', default: '32768' },
+    'max-wait-ms': { type: 'string', default: '2' },
   },
 });
 const REQUESTS = Number(args.requests);
@@ -83,7 +85,7 @@ async function directOrt(modelDir: string, items: Item[], maxBatch: number): Pro
 async function startServer(root: string, port: number): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli.ts', 'serve', '--models', root, '--port', String(port), '--cache-size', '0', '--log-level', 'warn', '--max-batch-size', String(args['max-batch-size'])],
+    ['--import', 'tsx', 'src/cli.ts', 'serve', '--models', root, '--port', String(port), '--cache-size', '0', '--log-level', 'warn', '--max-batch-size', String(args['max-batch-size']), '--max-batch-tokens', String(args['max-batch-tokens']), '--max-wait-ms', String(args['max-wait-ms']), '--no-watch'],
     { stdio: ['ignore', 'inherit', 'inherit'] },
   );
   for (let i = 0; i < 600; i++) {
