@@ -172,7 +172,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     executionProviders: executionProviders(o.device ?? 'cpu'),
     ...(o.threads ? { intraOpNumThreads: o.threads } : {}),
   };
-  // From the seed's (or checkpoint's) initial weights, so a resumed run feeds the same references.
+  // From the initial weights (the seed's, or --init-from's), also on --resume: the same references as the uninterrupted run.
   if (needs.reference) await addReferenceLogProbs(config, init, train, encoder.padId, session, log);
   const t0 = performance.now();
   const loop = await trainLoop({
