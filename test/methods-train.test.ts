@@ -154,6 +154,8 @@ test('each method trains and exports a model whose manifest carries the LSC refe
       const html = readFileSync(report, 'utf8');
       assert.match(html, /<svg/);
       assert.ok(html.includes(method));
+      assert.match(html, /<h2>Evaluation<\/h2>/, `${method}: the report evaluates the exported model on the test split`);
+      assert.match(html, /<h2>Training<\/h2>/);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
