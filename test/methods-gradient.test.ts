@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
 import { buildLossGradGraph } from '../src/training/step.js';
+import { responseTokens } from '../src/training/batch.js';
 import { lossConfig, lossNeeds, type LossConfig } from '../src/training/losses.js';
 import { defaultModelConfig, initWeights, parameterSpecs, seededRandom, type RewardModelConfig } from '../src/training/model.js';
 
@@ -22,12 +23,13 @@ async function checkMethodGradient(config: RewardModelConfig, loss: LossConfig, 
   const T = 6;
   const ids = new BigInt64Array(6 * T);
   const mask = new BigInt64Array(6 * T);
-  const response = new Float64Array(6 * T);
+  const rows: number[][] = lengths.map(() => []);
   lengths.forEach((n, r) => {
     for (let t = 0; t < T; t++) {
-      ids[r * T + t] = BigInt(Math.floor(rand() * config.vocabSize));
+      const id = Math.floor(rand() * config.vocabSize);
+      ids[r * T + t] = BigInt(id);
       mask[r * T + t] = t < n ? 1n : 0n;
-      response[r * T + t] = t < n && t >= starts[r]! ? 1 : 0;
+      if (t < n) rows[r]!.push(id);
     }
   });
   const fixed: Record<string, ort.Tensor> = {
@@ -38,7 +40,12 @@ async function checkMethodGradient(config: RewardModelConfig, loss: LossConfig, 
   };
   // δ* small enough that the prior term is active on some pairs
   if (needs.deltaStar) fixed.delta_star = new ort.Tensor('float64', Float64Array.of(0.3, 2, 0.05), [3]);
-  if (needs.logp) fixed.response_mask = new ort.Tensor('float64', response, [6, T]);
+  if (needs.logp) {
+    const tokens = responseTokens(rows, starts, T, needs.logpRejected ? 6 : 3);
+    fixed.lm_positions = tokens.positions;
+    fixed.lm_targets = tokens.targets;
+    fixed.lm_segments = new ort.Tensor('float64', Float64Array.from(tokens.segments.data as Float32Array), tokens.segments.dims);
+  }
   if (needs.reference) fixed.ref_logp = new ort.Tensor('float64', Float64Array.of(-6, -3, -5, -1, -8, -4), [6]);
   assert.deepEqual([...session.inputNames].filter((n) => n in fixed).sort(), Object.keys(fixed).sort(), 'the graph takes exactly the inputs the loss needs');
 

@@ -8,9 +8,10 @@ import { readPreferenceFile } from '../src/training/data.js';
 import { completeTokenizerConfig, PairEncoder } from '../src/training/encode.js';
 import { LogProbForward, weightsToTensors } from '../src/training/evaluate.js';
 import { GraphBuilder } from '../src/training/graph/builder.js';
-import { lossConfig } from '../src/training/losses.js';
+import { lossConfig, lossNeeds } from '../src/training/losses.js';
 import { makeStepBatch } from '../src/training/loop.js';
 import { buildLossGradGraph } from '../src/training/step.js';
+import { responseTokens } from '../src/training/batch.js';
 import { MODEL_OPSET, buildForward, declareParamInputs, defaultModelConfig, initWeights } from '../src/training/model.js';
 import { DEFAULT_TRAIN_OPTIONS, REFERENCE_QUANTILES, pcrmPriors, runTraining, type TrainRunOptions } from '../src/training/pipeline.js';
 import { TfidfModel } from '../src/training/similarity.js';
@@ -89,17 +90,20 @@ test('LogProbForward sums the LM head\'s log-probs of the response tokens only',
   await session.release();
 
   // The step graph reads the same log π: GRM with α = 1 and plain SFT is −mean log π(y_c), from
-  // the LM head run on the chosen half of the batch only; with DPO-noref both halves are read.
+  // the LM head run on the chosen rows only; with DPO-noref on both.
   const chosen = rows.slice(0, 2);
   const rejected = rows.slice(2, 4);
-  const batch = makeStepBatch(
-    chosen.map((r, i) => ({ chosen: r.ids, rejected: rejected[i]!.ids, chosenStart: r.start, rejectedStart: rejected[i]!.start, truncated: false, margin: 0, objective: 0 })),
-    1, encoder.padId, { deltaStar: false, logp: true, logpRejected: true, reference: false },
-  );
   const lossOf = async (reg: 'plain-sft' | 'dpo-noref'): Promise<number> => {
-    const step = await ort.InferenceSession.create(buildLossGradGraph(c, lossConfig({ method: 'grm', grm: { alpha: 1, beta: 1, reg } }), 'float32'));
+    const loss = lossConfig({ method: 'grm', grm: { alpha: 1, beta: 1, reg } });
+    const batch = makeStepBatch(
+      chosen.map((r, i) => ({ chosen: r.ids, rejected: rejected[i]!.ids, chosenStart: r.start, rejectedStart: rejected[i]!.start, truncated: false, margin: 0, objective: 0 })),
+      1, encoder.padId, lossNeeds(loss),
+    );
+    assert.equal(batch.lmSegments!.dims[0], reg === 'plain-sft' ? 2 : 4, 'the LM head runs on the rows the regulariser reads');
+    const step = await ort.InferenceSession.create(buildLossGradGraph(c, loss, 'float32'));
     const feeds: Record<string, ort.Tensor> = {
-      input_ids: batch.inputIds, attention_mask: batch.attentionMask, margin: batch.margin, objective: batch.objective, response_mask: batch.responseMask!,
+      input_ids: batch.inputIds, attention_mask: batch.attentionMask, margin: batch.margin, objective: batch.objective,
+      lm_positions: batch.lmPositions!, lm_targets: batch.lmTargets!, lm_segments: batch.lmSegments!,
     };
     for (const [name, t] of weightsToTensors(c, weights)) feeds[name] = t;
     const out = await step.run(feeds, ['loss']);
@@ -222,4 +226,18 @@ test('GRM with head dropout: the masks come from the seed and step, so a resumed
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('responseTokens packs the response tokens of the first R rows: the position predicting each, its id, its row', () => {
+  // Row 0: tokens [5, 6, 7, 8], response from 2; row 1: [9, 10], response from 0 (token 0 is never
+  // predicted, so only token 1 counts); row 2 is past R. Width 5.
+  const t = responseTokens([[5, 6, 7, 8], [9, 10], [11, 12, 13]], [2, 0, 1], 5, 2);
+  assert.deepEqual([...(t.positions.data as BigInt64Array)].map(Number), [1, 2, 5]); // 0·5+2−1, 0·5+3−1, 1·5+1−1
+  assert.deepEqual([...(t.targets.data as BigInt64Array)].map(Number), [7, 8, 10]);
+  assert.deepEqual(t.segments.dims, [2, 3]);
+  assert.deepEqual([...(t.segments.data as Float32Array)], [1, 1, 0, 0, 0, 1]);
+  assert.equal(t.count, 3);
+  const none = responseTokens([[1, 2]], [2], 2);
+  assert.equal(none.count, 0);
+  assert.deepEqual([...(none.segments.data as Float32Array)], [0], 'a placeholder that adds nothing');
 });

@@ -30,12 +30,45 @@ export function padBatch(rows: readonly (readonly number[])[], padId: number, wi
   };
 }
 
-/** float32 [B, T]: 1 where token t of row b is a response token (starts[b] ≤ t < its length). */
-export function responseMask(rows: readonly (readonly number[])[], starts: readonly number[], width: number): ort.Tensor {
-  const mask = new Float32Array(rows.length * width);
-  rows.forEach((row, b) => {
-    const from = Math.max(0, starts[b] as number);
-    for (let t = from; t < Math.min(row.length, width); t++) mask[b * width + t] = 1;
-  });
-  return new ort.Tensor('float32', mask, [rows.length, width]);
+/** The packed response tokens of a padded batch, as responseLogProbs takes them. */
+export interface ResponseTokens {
+  positions: ort.Tensor; // int64 [N]
+  targets: ort.Tensor; //   int64 [N]
+  segments: ort.Tensor; //  float32 [R, N]
+  /** N: response tokens counted */
+  count: number;
+}
+
+/**
+ * For rows 0..R−1 of a batch padded to `width`: every response token t (starts[r] ≤ t < length,
+ * t ≥ 1 since nothing predicts token 0) as the flat position r·width + t − 1 of the logits that
+ * predict it, its id, and a 0/1 row-membership matrix. A batch without response tokens gets one
+ * placeholder with segment weight 0, so no tensor is empty.
+ */
+export function responseTokens(rows: readonly (readonly number[])[], starts: readonly number[], width: number, R = rows.length): ResponseTokens {
+  const positions: bigint[] = [];
+  const targets: bigint[] = [];
+  const owner: number[] = [];
+  for (let r = 0; r < R; r++) {
+    const row = rows[r] as readonly number[];
+    for (let t = Math.max(1, starts[r] as number); t < Math.min(row.length, width); t++) {
+      positions.push(BigInt(r * width + t - 1));
+      targets.push(BigInt(row[t] as number));
+      owner.push(r);
+    }
+  }
+  const count = positions.length;
+  if (count === 0) {
+    positions.push(0n);
+    targets.push(BigInt((rows[0] as readonly number[])[0] ?? 0));
+  }
+  const N = positions.length;
+  const segments = new Float32Array(R * N);
+  owner.forEach((r, n) => (segments[r * N + n] = 1));
+  return {
+    positions: new ort.Tensor('int64', BigInt64Array.from(positions), [N]),
+    targets: new ort.Tensor('int64', BigInt64Array.from(targets), [N]),
+    segments: new ort.Tensor('float32', segments, [R, N]),
+    count,
+  };
 }

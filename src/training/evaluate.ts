@@ -3,7 +3,7 @@
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder, type Value } from './graph/builder.js';
 import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, responseLogProbs, type ModelWeights, type RewardModelConfig } from './model.js';
-import { padBatch, responseMask } from './batch.js';
+import { padBatch, responseTokens } from './batch.js';
 import type { EncodedPair } from './encode.js';
 
 /** Parameters as ORT tensors by name: what the step graph takes and returns. */
@@ -88,16 +88,20 @@ export class LogProbForward {
     const params = declareParamInputs(b, config);
     const ids = b.input('input_ids', 'int64', ['batch', 'seq']);
     const mask = b.input('attention_mask', 'int64', ['batch', 'seq']);
-    const response = b.input('response_mask', 'float32', ['batch', 'seq']);
-    const { lmLogits } = buildForward(b, config, params, ids, mask, { lmHead: true });
-    b.output(responseLogProbs(b, lmLogits as Value, ids, response), 'logp');
+    const tokens = {
+      positions: b.input('lm_positions', 'int64', ['lm_tokens']),
+      targets: b.input('lm_targets', 'int64', ['lm_tokens']),
+      segments: b.input('lm_segments', 'float32', ['batch', 'lm_tokens']),
+    };
+    const { hidden } = buildForward(b, config, params, ids, mask, { lmHidden: true });
+    b.output(responseLogProbs(b, hidden as Value, params.get('tok_emb') as Value, tokens), 'logp');
     const session = await ort.InferenceSession.create(b.toModelProto(), { graphOptimizationLevel: 'all', ...sessionOptions });
     return new LogProbForward(session);
   }
 
   /**
    * log π of each row (response from starts[i]) in length-sorted batches of at most `maxTokens`
-   * padded tokens (the [B,T,V] logits dominate memory); results in the input order.
+   * padded tokens; results in the input order.
    */
   async logProbs(params: ParamTensors, rows: readonly (readonly number[])[], starts: readonly number[], padId: number, maxTokens = 4096): Promise<Float64Array> {
     const order = rows.map((_, i) => i).sort((a, b) => (rows[a] as number[]).length - (rows[b] as number[]).length);
@@ -109,9 +113,10 @@ export class LogProbForward {
       const idx = order.slice(start, end);
       const batchRows = idx.map((i) => rows[i] as number[]);
       const batch = padBatch(batchRows, padId);
+      const tokens = responseTokens(batchRows, idx.map((i) => starts[i] as number), batch.inputIds.dims[1] as number);
       const feeds: Record<string, ort.Tensor> = {
         input_ids: batch.inputIds, attention_mask: batch.attentionMask,
-        response_mask: responseMask(batchRows, idx.map((i) => starts[i] as number), batch.inputIds.dims[1] as number),
+        lm_positions: tokens.positions, lm_targets: tokens.targets, lm_segments: tokens.segments,
       };
       for (const [name, t] of params) feeds[name] = t;
       const logp = (await this.session.run(feeds, ['logp'])).logp as ort.Tensor;

@@ -14,7 +14,7 @@ import type { EncodedPair } from './encode.js';
 import type { LrSchedule } from './graph/optim.js';
 import { lossNeeds, type LossConfig, type LossNeeds } from './losses.js';
 import { dropoutMask, parameterSpecs, seededRandom, type ModelWeights, type RewardModelConfig } from './model.js';
-import { padBatch, responseMask } from './batch.js';
+import { padBatch, responseTokens } from './batch.js';
 import { TrainStep, zeroMoments, type StepBatch, type TrainState } from './step.js';
 
 /** A pair ready for the step graph. */
@@ -166,7 +166,11 @@ export function makeStepBatch(
   if (needs.deltaStar) batch.deltaStar = new ort.Tensor('float32', Float32Array.from(examples, (e) => field('δ*', e.deltaStar)), [P]);
   if (needs.logp) {
     const starts = [...examples.map((e) => field('a response start', e.chosenStart)), ...examples.map((e) => field('a response start', e.rejectedStart))];
-    batch.responseMask = responseMask(rows, starts, padded.inputIds.dims[1] as number);
+    // GRM's SFT regularisers read log π of the chosen rows (0..P−1) only.
+    const tokens = responseTokens(rows, starts, padded.inputIds.dims[1] as number, needs.logpRejected ? 2 * P : P);
+    batch.lmPositions = tokens.positions;
+    batch.lmTargets = tokens.targets;
+    batch.lmSegments = tokens.segments;
   }
   if (needs.reference) {
     const ref = [...examples.map((e) => field('reference log π', e.refChosen)), ...examples.map((e) => field('reference log π', e.refRejected))];

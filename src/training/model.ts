@@ -204,12 +204,13 @@ export function declareParamInitializers(b: GraphBuilder, c: RewardModelConfig, 
 }
 
 export interface ForwardOptions {
+  /** Also emit the tied LM head's logits over every position. */
+  lmHead?: boolean;
   /**
-   * Also emit the tied LM head's logits over every position (GRM/HaF-RM regularisers); with
-   * 'first-half' only for rows 0..B/2−1 (the chosen responses of a pair batch: GRM's SFT
-   * regularisers read nothing else, and the [B,T,V] logits are the costliest part of the step).
+   * Also emit the final-LayerNorm hidden states [B,T,C], from which responseLogProbs computes the
+   * LM head only at the response tokens (GRM/HaF-RM regularisers).
    */
-  lmHead?: boolean | 'first-half';
+  lmHidden?: boolean;
   /**
    * GRM's Dropout(p) before the reward head, in training graphs only: [B, C] inverted-dropout
    * mask (0 or 1/(1 − p)) multiplied into the pooled hidden state. The loop draws it from the
@@ -225,6 +226,8 @@ export interface ForwardResult {
   rewards: Value;
   /** [B, T, V] next-token logits from the tied LM head, when asked for. */
   lmLogits?: Value;
+  /** [B, T, C] hidden states after the final LayerNorm (the LM head's input), when asked for. */
+  hidden?: Value;
 }
 
 /**
@@ -300,15 +303,11 @@ export function buildForward(
   const lnF = (t: Value): Value => b.layerNorm(t, param('ln_f.g'), param('ln_f.b'), c.layerNormEps);
   let pooled: Value; //                                                    [B,C]
   let lmLogits: Value | undefined;
-  if (options.lmHead) {
+  let hidden: Value | undefined;
+  if (options.lmHead || options.lmHidden) {
     const hf = lnF(x); //                                                  [B,T,C]
-    let rows = hf;
-    if (options.lmHead === 'first-half') {
-      const first = b.op('Gather', [b.reshape(hf, [2, -1, C]), b.scalar('int64', 0)], { axis: 0 }); // [B/2·T,C]
-      const shape = b.op('Concat', [b.ints([-1]), T1, b.ints([C])], { axis: 0 });
-      rows = b.op('Reshape', [first, shape], {}, { shape: ['half_batch', Tdim, C] }); //       [B/2,T,C]
-    }
-    lmLogits = b.matmul(rows, b.transpose(param('tok_emb'), [1, 0])); //     [B,T,V] or [B/2,T,V]
+    if (options.lmHidden) hidden = hf;
+    if (options.lmHead) lmLogits = b.matmul(hf, b.transpose(param('tok_emb'), [1, 0])); // [B,T,V]
     pooled = b.gather(b.reshape(hf, [-1, C]), flatIndex);
   } else {
     // LayerNorm is per token, so normalising only the pooled rows gives the same numbers.
@@ -324,7 +323,7 @@ export function buildForward(
     const hidden = b.op('Relu', [b.add(b.matmul(pooled, param('head.fc.w')), param('head.fc.b'))]); // [B,H']
     rewards = b.add(b.matmul(hidden, param('head.out.w')), param('head.out.b'));
   }
-  return lmLogits === undefined ? { rewards } : { rewards, lmLogits };
+  return { rewards, ...(lmLogits ? { lmLogits } : {}), ...(hidden ? { hidden } : {}) };
 }
 
 /** An inverted-dropout mask [rows, width]: 0 with probability p, else 1/(1 − p); a pure function of the seed and step. */
@@ -334,21 +333,34 @@ export function dropoutMask(rows: number, width: number, p: number, seed: number
   return Float32Array.from({ length: rows * width }, () => (rand() < p ? 0 : keep));
 }
 
+/** Where the response tokens of a batch are, for responseLogProbs (batch.ts's responseTokens builds them). */
+export interface ResponseTokenInputs {
+  /** int64 [N]: flat index b·T + t − 1 of the position whose logits predict response token t of row b */
+  positions: Value;
+  /** int64 [N]: that token's id */
+  targets: Value;
+  /** [R, N]: 1 where token n belongs to row r (the rows whose log π is wanted), else 0 */
+  segments: Value;
+}
+
 /**
- * log π(y|x) per row: the sum of the log-probs the LM head gives each response token.
- * lmLogits [B,T,V]; inputIds int64 [B,T]; responseMask [B,T] (1 on response tokens, 0 on prompt
- * and padding; token 0 is never counted, nothing predicts it). Position t's logits predict token
- * t + 1, so the log-softmax over positions 0..T−2 is gathered at ids[:, 1:] and masked by
- * responseMask[:, 1:].
- * Backward: LogSoftmax's rule, then GatherElements' scatter-add; Slice pads the last position with 0.
+ * log π(y|x) per row: the sum of the log-probs the tied LM head gives each response token.
+ * hidden [B,T,C] (after the final LayerNorm); returns [R].
+ *
+ * The head runs only at the N positions that predict a response token, packed into one [N, C]
+ * matrix (not at every position of every row: prompts and padding are most of a batch, and the
+ * [·,V] logits and their LogSoftmax are the costliest part of the step); the per-row sums are one
+ * MatMul with the 0/1 segment matrix.
+ * Backward: MatMul's and LogSoftmax's rules, GatherElements' and Gather's scatter-adds back into
+ * [B·T, C]; tok_emb gets this use's gradient added to the embedding's.
  */
-export function responseLogProbs(b: GraphBuilder, lmLogits: Value, inputIds: Value, responseMask: Value): Value {
-  const big = 1 << 30; // Slice's "to the end"
-  const logits = b.op('Slice', [lmLogits, b.ints([0]), b.ints([-1]), b.ints([1])]); //          [B,T−1,V]
-  const next = b.unsqueeze(b.op('Slice', [inputIds, b.ints([1]), b.ints([big]), b.ints([1])]), [2]); // [B,T−1,1]
-  const tokenLogp = b.squeeze(b.op('GatherElements', [b.logSoftmax(logits, -1), next], { axis: 2 }), [2]); // [B,T−1]
-  const mask = b.op('Slice', [responseMask, b.ints([1]), b.ints([big]), b.ints([1])]); //          [B,T−1]
-  return b.reduceSum(b.mul(tokenLogp, mask), [1], false); //                                     [B]
+export function responseLogProbs(b: GraphBuilder, hidden: Value, tokEmb: Value, tokens: ResponseTokenInputs): Value {
+  const C = tokEmb.shape?.[1] as number;
+  const h = b.gather(b.reshape(hidden, [-1, C]), tokens.positions); //                       [N,C]
+  const logits = b.matmul(h, b.transpose(tokEmb, [1, 0])); //                                 [N,V]
+  const target = b.unsqueeze(tokens.targets, [1]); //                                          [N,1]
+  const tokenLogp = b.op('GatherElements', [b.logSoftmax(logits, -1), target], { axis: 1 }); // [N,1]
+  return b.squeeze(b.matmul(tokens.segments, tokenLogp), [1]); //                              [R]
 }
 
 /**

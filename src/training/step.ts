@@ -19,7 +19,9 @@ import type { ParamTensors } from './evaluate.js';
  *   objective                  [P, K]  one-hot: which reward column each pair is about
  * and, only for the losses that read them (lossNeeds):
  *   delta_star                 [P]     PCRM's δ*(s) per pair
- *   response_mask              [2P, T] 1 on response tokens (log π through the LM head)
+ *   lm_positions, lm_targets   int64 [N] the response tokens, packed (log π through the LM head;
+ *   lm_segments                [R, N]  batch.ts responseTokens), R = 2P, or P when only the
+ *                                      chosen responses' log π is read (GRM's SFT regularisers)
  *   ref_logp                   [2P]    log π_ref of each row under the initial weights
  *   head_mask                  [2P, C] inverted-dropout mask before the reward head (GRM)
  */
@@ -37,13 +39,6 @@ function halves(b: GraphBuilder, rows: Value): { chosen: Value; rejected: Value 
   return { chosen: half(0), rejected: half(1) };
 }
 
-/** Rows 0..P−1 of a [2P, T] input (no gradient flows through it: ids and masks). */
-function firstHalfRows(b: GraphBuilder, x: Value): Value {
-  const first = b.op('Gather', [b.reshape(x, [2, -1]), b.scalar('int64', 0)], { axis: 0 }); //    [P·T]
-  const T = b.op('Slice', [b.shapeOf(x), b.ints([1]), b.ints([2]), b.ints([0])]); //              [1]
-  return b.op('Reshape', [first, b.op('Concat', [b.ints([-1]), T], { axis: 0 })], {}, { shape: ['pairs', x.shape?.[1] ?? 'seq'] }); // [P,T]
-}
-
 export function addPairLoss(
   b: GraphBuilder, c: RewardModelConfig, params: Map<string, Value>, loss: LossConfig, dtype: DType,
   options: { headDropout?: boolean } = {},
@@ -54,11 +49,16 @@ export function addPairLoss(
   const margin = b.input('margin', dtype, ['pairs']);
   const objective = b.input('objective', dtype, ['pairs', c.numObjectives]);
   const deltaStar = needs.deltaStar ? b.input('delta_star', dtype, ['pairs']) : undefined;
-  const responseMask = needs.logp ? b.input('response_mask', dtype, ['rows', 'seq']) : undefined;
+  const lmTokens = needs.logp
+    ? {
+      positions: b.input('lm_positions', 'int64', ['lm_tokens']),
+      targets: b.input('lm_targets', 'int64', ['lm_tokens']),
+      segments: b.input('lm_segments', dtype, ['lm_rows', 'lm_tokens']),
+    }
+    : undefined;
   const refLogp = needs.reference ? b.input('ref_logp', dtype, ['rows']) : undefined;
   const headMask = options.headDropout ? b.input('head_mask', dtype, ['rows', c.dModel]) : undefined;
-  const lmHead = needs.logp ? (needs.logpRejected ? true : 'first-half') : false;
-  const { rewards, lmLogits } = buildForward(b, c, params, ids, mask, { lmHead, ...(headMask ? { headMask } : {}) }); // [2P,K], [2P or P,T,V]
+  const { rewards, hidden } = buildForward(b, c, params, ids, mask, { lmHidden: needs.logp, ...(headMask ? { headMask } : {}) }); // [2P,K], [2P,T,C]
   const byHalf = b.reshape(rewards, [2, -1, c.numObjectives]); //             [2,P,K]
   const column = (half: number): Value => {
     const r = b.op('Gather', [byHalf, b.scalar('int64', half)], { axis: 0 }, { shape: ['pairs', c.numObjectives] }); // [P,K]
@@ -67,10 +67,9 @@ export function addPairLoss(
   const chosen = column(0);
   const rejected = column(1);
   let logp: { chosen: Value; rejected?: Value } | undefined;
-  if (lmLogits && responseMask) {
-    logp = needs.logpRejected
-      ? halves(b, responseLogProbs(b, lmLogits, ids, responseMask))
-      : { chosen: responseLogProbs(b, lmLogits, firstHalfRows(b, ids), firstHalfRows(b, responseMask)) };
+  if (hidden && lmTokens) {
+    const rows = responseLogProbs(b, hidden, params.get('tok_emb') as Value, lmTokens); //       [R]
+    logp = needs.logpRejected ? halves(b, rows) : { chosen: rows };
   }
   const out = lossFor(loss)({
     b, chosen, rejected, margin,
@@ -128,7 +127,9 @@ export interface StepBatch {
   margin: ort.Tensor; //         float32 [P]
   objective: ort.Tensor; //      float32 [P, K]
   deltaStar?: ort.Tensor; //     float32 [P]      (PCRM)
-  responseMask?: ort.Tensor; //  float32 [2P, T]  (HaF-RM, GRM)
+  lmPositions?: ort.Tensor; //   int64 [N]        (HaF-RM, GRM)
+  lmTargets?: ort.Tensor; //     int64 [N]
+  lmSegments?: ort.Tensor; //    float32 [R, N]
   refLogp?: ort.Tensor; //       float32 [2P]     (HaF-RM, GRM-DPO)
   headMask?: ort.Tensor; //      float32 [2P, C]  (GRM's head dropout)
 }
@@ -182,7 +183,7 @@ export class TrainStep {
       step: new ort.Tensor('int64', BigInt64Array.of(BigInt(state.step + 1)), []),
     };
     const extra: [string, ort.Tensor | undefined][] = [
-      ['delta_star', batch.deltaStar], ['response_mask', batch.responseMask], ['ref_logp', batch.refLogp], ['head_mask', batch.headMask],
+      ['delta_star', batch.deltaStar], ['lm_positions', batch.lmPositions], ['lm_targets', batch.lmTargets], ['lm_segments', batch.lmSegments], ['ref_logp', batch.refLogp], ['head_mask', batch.headMask],
     ];
     for (const [name, t] of extra) {
       if (!this.session.inputNames.includes(name)) continue;
