@@ -17,6 +17,7 @@ import { DEFAULT_TRAIN_OPTIONS, REFERENCE_QUANTILES, pcrmPriors, runTraining, ty
 import { TfidfModel } from '../src/training/similarity.js';
 import { SimilarityEncoder } from '../src/training/similarity-encoder.js';
 import { parseManifest } from '../src/scoring/manifest.js';
+import { createService } from '../src/service.js';
 import { trainByteLevelBpe } from '../src/training/tokenizer/index.js';
 
 const DATA = 'data/hh-rlhf/harmless-base-test.jsonl.gz';
@@ -160,6 +161,20 @@ test('each method trains and exports a model whose manifest carries the LSC refe
       assert.ok(html.includes(method));
       assert.match(html, /<h2>Evaluation<\/h2>/, `${method}: the report evaluates the exported model on the test split`);
       assert.match(html, /<h2>Training<\/h2>/);
+
+      // The server's LSC transform takes r_ref from these statistics (quantile 0.85 by default).
+      const service = await createService({ modelsRoot: join(dir, method, 'models') });
+      try {
+        const p = pairs[0]!;
+        const reply = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'tiny', items: [{ prompt: p.prompt, response: p.chosen }], transform: 'lsc' } });
+        assert.equal(reply.statusCode, 200, reply.body);
+        const o = (reply.json() as { results: { objectives: Record<string, { raw: number; transformed: number; reference: number; reference_source: string }> }[] }).results[0]!.objectives.reward!;
+        assert.equal(o.reference_source, 'manifest');
+        assert.equal(o.reference, ref.quantiles['0.85']);
+        assert.ok(Math.abs(o.transformed - -Math.log1p(Math.exp(o.reference - o.raw))) < 1e-6, `lsc = log σ(r − r_ref): ${o.transformed}`);
+      } finally {
+        await service.close();
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
