@@ -74,6 +74,7 @@ export class PairEncoder {
   /** Tokens add_special_tokens puts before / after every sequence (as ItemTokenizer finds them). */
   private readonly specialBefore: number;
   private readonly specialAfter: number;
+  private lastPrefix: { text: string; tokens: number } | undefined;
 
   constructor(files: TokenizerFiles, readonly maxLength: number) {
     const config = files.tokenizerConfig;
@@ -135,7 +136,10 @@ export class PairEncoder {
     const n = enc.ids.length;
     let start: number;
     if (!enc.truncated && rendered.responseStart !== undefined) {
-      start = this.specialBefore + count(rendered.text.slice(0, rendered.responseStart));
+      // The chosen and rejected responses of a pair share their prompt: count it once.
+      const prefix = rendered.text.slice(0, rendered.responseStart);
+      if (this.lastPrefix?.text !== prefix) this.lastPrefix = { text: prefix, tokens: count(prefix) };
+      start = this.specialBefore + this.lastPrefix.tokens;
     } else {
       const responseTokens = count(rendered.responseStart !== undefined ? rendered.text.slice(rendered.responseStart) : response);
       const body = n - this.specialBefore - this.specialAfter;
