@@ -101,9 +101,9 @@ export class LogProbForward {
 
   /**
    * log π of each row (response from starts[i]) in length-sorted batches of at most `maxTokens`
-   * padded tokens; results in the input order.
+   * padded tokens (the [N, V] logits of a batch's response tokens dominate its memory); results in the input order.
    */
-  async logProbs(params: ParamTensors, rows: readonly (readonly number[])[], starts: readonly number[], padId: number, maxTokens = 4096): Promise<Float64Array> {
+  async logProbs(params: ParamTensors, rows: readonly (readonly number[])[], starts: readonly number[], padId: number, maxTokens = 2048): Promise<Float64Array> {
     const order = rows.map((_, i) => i).sort((a, b) => (rows[a] as number[]).length - (rows[b] as number[]).length);
     const out = new Float64Array(rows.length);
     let start = 0;
