@@ -14,8 +14,8 @@ export interface TokenizedItem {
 
 export class ItemTokenizer {
   /** Special tokens the post-processor puts around every sequence (e.g. Llama's `<s>`). */
-  private readonly prefix: number[];
-  private readonly suffix: number[];
+  readonly prefix: readonly number[];
+  readonly suffix: readonly number[];
 
   constructor(
     readonly tokenizer: Tokenizer,

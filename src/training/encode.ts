@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { HH_CHAT_TEMPLATE, PromptFormatter } from '../scoring/format.js';
+import { tokenizerSettings } from '../scoring/model-folder.js';
 import { ItemTokenizer } from '../scoring/tokenize.js';
 import type { ChatMessage, PreferencePair } from './data.js';
 
@@ -79,29 +80,13 @@ export class PairEncoder {
   constructor(files: TokenizerFiles, readonly maxLength: number) {
     const config = files.tokenizerConfig;
     this.tokenizer = new Tokenizer(files.tokenizerJson, config);
-    // The same special-token map and template choice as the server's readModelFolder.
-    const special: Record<string, string> = {};
-    for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
-      const text = tokenText(config[key]);
-      if (text !== undefined) special[key] = text;
-    }
-    const template = typeof config.chat_template === 'string' ? config.chat_template : undefined;
-    this.formatter = new PromptFormatter(template, undefined, special);
+    // The same special-token map, template choice and pad id as the server's readModelFolder.
+    const { specialTokens, chatTemplate, padId } = tokenizerSettings(this.tokenizer, config);
+    this.formatter = new PromptFormatter(chatTemplate, undefined, specialTokens);
     this.items = new ItemTokenizer(this.tokenizer, maxLength);
-    let pad = 0;
-    for (const name of [special.pad_token, special.eos_token]) {
-      const id = name === undefined ? undefined : this.tokenizer.token_to_id(name);
-      if (id !== undefined) {
-        pad = id;
-        break;
-      }
-    }
-    this.padId = pad;
-    const plain: number[] = this.tokenizer.encode('a', { add_special_tokens: false }).ids;
-    const full: number[] = this.tokenizer.encode('a', { add_special_tokens: true }).ids;
-    const at = full.findIndex((_, i) => plain.every((id, j) => full[i + j] === id));
-    this.specialBefore = at < 0 ? 0 : at;
-    this.specialAfter = at < 0 ? 0 : full.length - at - plain.length;
+    this.padId = padId;
+    this.specialBefore = this.items.prefix.length;
+    this.specialAfter = this.items.suffix.length;
   }
 
   /** Rows the embedding table needs: the largest token id + 1 (added tokens included). */
@@ -160,8 +145,3 @@ export class PairEncoder {
   }
 }
 
-function tokenText(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'object' && value !== null && typeof (value as Json).content === 'string') return (value as Json).content as string;
-  return undefined;
-}
