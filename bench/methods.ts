@@ -358,7 +358,7 @@ lines.push(`- Data: ${task.label} (\`${task.data}\`), split 80/10/10 by SHA-256 
   (results[0] ? ` (${results[0].id.pairs} test pairs)` : '') +
   (task.ood ? `; out of distribution: ${task.ood.label} (\`${task.ood.path}\`${results[0]?.ood ? `, ${results[0].ood.pairs} pairs` : ''})` : '') + '.');
 lines.push(`- Model: d_model ${values['d-model']}, ${values.layers} layers, ${values.heads} heads, BPE vocabulary ${values['vocab-size']}, max length ${values['max-length']}; ` +
-  `${values.steps} steps × ${values['batch-size']} pairs (the first ${maxTrainPairs === '0' ? 'all' : maxTrainPairs} training pairs), LR ${values.lr} (warmup ${values.warmup}, cosine), validation every ${values['eval-every']} steps ` +
+  `${values.steps} steps × ${values['batch-size']} pairs (${trainingPairsText()}), LR ${values.lr} (warmup ${values.warmup}, cosine), validation every ${values['eval-every']} steps ` +
   `and the best validation checkpoint exported. Seeds ${seeds.join(', ')} (initial weights and batch order; the split is fixed).`);
 lines.push(`- Method flags beyond \`--method\`: ${methods.map((m) => `${m}: ${(METHOD_ARGS[m] ?? []).length ? `\`${(METHOD_ARGS[m] ?? []).join(' ')}\`` : 'none'}`).join('; ')}; every other hyperparameter is the CLI default.`);
 lines.push(`- Budget: ${jobs.length} runs, ${jobsAtOnce} at a time with one ORT thread each, ${clock(totalSeconds)} (min:s) wall in all on ${cpus().length} cores ` +
@@ -415,6 +415,21 @@ if (!values['no-doc']) {
   console.log(`wrote the table into ${values.doc} (section "Methods compared", task ${task.name})`);
 }
 if (failures.length) process.exitCode = 1;
+
+/** How much of the training split the runs used, from the trainer's "split by prompt" log line. */
+function trainingPairsText(): string {
+  for (const j of jobs) {
+    const log = join(work, task.name, 'logs', `${j.id}.log`);
+    const m = existsSync(log) ? /split by prompt: (\d+) train \(using (\d+)\)/.exec(readFileSync(log, 'utf8')) : null;
+    if (!m) continue;
+    const splitTrain = Number(m[1]), used = Number(m[2]);
+    const epochs = (Number(values.steps) * Number(values['batch-size'])) / used;
+    return used < splitTrain
+      ? `the first ${used.toLocaleString('en')} of ${splitTrain.toLocaleString('en')} training pairs, ${epochs.toFixed(1)} epochs`
+      : `all ${splitTrain.toLocaleString('en')} training pairs, ${epochs.toFixed(1)} epochs`;
+  }
+  return `at most ${maxTrainPairs} training pairs`;
+}
 
 function gitCommit(): string {
   const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
