@@ -29,6 +29,7 @@ const { values: args } = parseArgs({
     'max-batch-size': { type: 'string', default: '64' },
     'max-batch-tokens': { type: 'string', default: '32768' },
     'max-wait-ms': { type: 'string', default: '2' },
+    'max-padding-ratio': { type: 'string', default: '0.2' },
   },
 });
 const REQUESTS = Number(args.requests);
@@ -85,7 +86,7 @@ async function directOrt(modelDir: string, items: Item[], maxBatch: number): Pro
 async function startServer(root: string, port: number): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli.ts', 'serve', '--models', root, '--port', String(port), '--cache-size', '0', '--log-level', 'warn', '--max-batch-size', String(args['max-batch-size']), '--max-batch-tokens', String(args['max-batch-tokens']), '--max-wait-ms', String(args['max-wait-ms']), '--no-watch'],
+    ['--import', 'tsx', 'src/cli.ts', 'serve', '--models', root, '--port', String(port), '--cache-size', '0', '--log-level', 'warn', '--max-batch-size', String(args['max-batch-size']), '--max-batch-tokens', String(args['max-batch-tokens']), '--max-wait-ms', String(args['max-wait-ms']), '--max-padding-ratio', String(args['max-padding-ratio']), '--no-watch'],
     { stdio: ['ignore', 'inherit', 'inherit'] },
   );
   for (let i = 0; i < 600; i++) {
@@ -124,6 +125,14 @@ async function load(port: number, items: Item[], concurrency: number): Promise<{
   return { pairsPerSecond: items.length / seconds, p50: at(0.5), p99: at(0.99) };
 }
 
+/** Cumulative ONNX runs, rows and padding-ratio sum of the server, from its /metrics. */
+async function batchStats(port: number): Promise<{ runs: number; rows: number; padding: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const sum = (name: string): number =>
+    text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `)).reduce((a, l) => a + Number(l.split(' ').at(-1)), 0);
+  return { runs: sum('rmserve_batch_size_count'), rows: sum('rmserve_batch_size_sum'), padding: sum('rmserve_padding_ratio_sum') };
+}
+
 const root = mkdtempSync(join(tmpdir(), 'rmserve-bench-'));
 const modelDir = args.model ?? exportBenchModel(root);
 const modelsRoot = args.model ? join(root, 'models') : root;
@@ -143,15 +152,20 @@ try {
   for (const concurrency of [1, 16, 64]) {
     const n = concurrency === 1 ? Math.min(200, REQUESTS) : REQUESTS;
     log(`server, concurrency ${concurrency}, ${n} single-item requests ...`);
+    const before = await batchStats(port);
     const r = await load(port, items.slice(0, n), concurrency);
-    log(`  ${r.pairsPerSecond.toFixed(1)} pairs/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms`);
-    rows.push(`| server, concurrency ${concurrency} | ${n} | ${r.pairsPerSecond.toFixed(1)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${(r.pairsPerSecond / direct.pairsPerSecond).toFixed(2)} |`);
+    const after = await batchStats(port);
+    const runs = after.runs - before.runs;
+    const rowsPerRun = (after.rows - before.rows) / runs;
+    const padding = (after.padding - before.padding) / runs;
+    log(`  ${r.pairsPerSecond.toFixed(1)} pairs/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms; ${runs} ONNX runs, ${rowsPerRun.toFixed(1)} rows/run, padding ${(padding * 100).toFixed(1)}%`);
+    rows.push(`| server, concurrency ${concurrency} | ${n} | ${r.pairsPerSecond.toFixed(1)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${rowsPerRun.toFixed(1)} | ${(padding * 100).toFixed(1)}% | ${(r.pairsPerSecond / direct.pairsPerSecond).toFixed(2)} |`);
   }
 } finally {
   server.kill('SIGTERM');
   rmSync(root, { recursive: true, force: true });
 }
-console.log('| setup | items | pairs/s | p50 ms | p99 ms | vs direct ORT |');
-console.log('|---|---|---|---|---|---|');
-console.log(`| direct onnxruntime-node, batches of 64 by length | ${REQUESTS} | ${direct.pairsPerSecond.toFixed(1)} | – | – | 1.00 |`);
+console.log('| setup | items | pairs/s | p50 ms | p99 ms | rows/run | padding | vs direct ORT |');
+console.log('|---|---|---|---|---|---|---|---|');
+console.log(`| direct onnxruntime-node, batches of 64 by length | ${REQUESTS} | ${direct.pairsPerSecond.toFixed(1)} | – | – | 64 | ${(direct.paddedShare * 100).toFixed(1)}% | 1.00 |`);
 for (const row of rows) console.log(row);

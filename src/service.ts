@@ -14,10 +14,14 @@ export interface ServiceConfig {
   device: string;
   intraOpThreads: number;
   interOpThreads: number;
+  /** ORT thread pools spin-wait between runs (off: the event loop needs those cores). */
+  ortSpinning: boolean;
   maxBatchSize: number;
   maxBatchTokens: number;
   maxWaitMs: number;
   maxQueueItems: number;
+  /** Largest padding share of one batch (1 = no limit). */
+  maxPaddingRatio: number;
   cacheSize: number;
   maxItems: number;
   bodyLimit: number;
@@ -45,10 +49,12 @@ export const DEFAULT_CONFIG: ServiceConfig = {
   device: 'cpu',
   intraOpThreads: 0,
   interOpThreads: 0,
+  ortSpinning: false,
   maxBatchSize: 64,
   maxBatchTokens: 32768,
   maxWaitMs: 2,
   maxQueueItems: 4096,
+  maxPaddingRatio: 0.2,
   cacheSize: 100_000,
   maxItems: 256,
   bodyLimit: 8 * 1024 * 1024,
@@ -82,12 +88,13 @@ export async function createService(
   const metrics = new RmserveMetrics();
   const registry = new ModelRegistry(config.modelsRoot, {
     metrics,
-    session: { device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads },
+    session: { device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads, allowSpinning: config.ortSpinning },
     batcher: {
       maxBatchSize: config.maxBatchSize,
       maxBatchTokens: config.maxBatchTokens,
       maxWaitMs: config.maxWaitMs,
       maxQueueItems: config.maxQueueItems,
+      maxPaddingRatio: config.maxPaddingRatio,
     },
   }, { pins: config.pins, log: options.log });
   await registry.loadAll(options.log);

@@ -117,3 +117,21 @@ test('a closed batcher refuses new items with a retryable 503 and still finishes
   await assert.rejects(submit(batcher, seq(2)), (err: ScoringError) => err.statusCode === 503 && err.retryAfterSeconds === 1);
   assert.equal((await queued)[0], 6);
 });
+
+test('a padding limit keeps lengths that do not fit for a later batch of their own', async () => {
+  const { batcher, runs, hold, release } = recordingBatcher({ maxWaitMs: 0, maxPaddingRatio: 0.2 });
+  hold();
+  const busy = submit(batcher, seq(1, 9000));
+  await new Promise((resolve) => setImmediate(resolve));
+  const lengths = [10, 40, 11, 42, 9, 38];
+  const pending = lengths.map((n, i) => submit(batcher, seq(n, i * 100)));
+  release();
+  await Promise.all([busy, ...pending]);
+  runs.shift();
+  assert.deepEqual(runs.map((rows) => rows.map((r) => r.length)), [[10, 11, 9], [40, 42, 38]]);
+  for (const rows of runs) {
+    const width = Math.max(...rows.map((r) => r.length));
+    const real = rows.reduce((n, r) => n + r.length, 0);
+    assert.ok(1 - real / (width * rows.length) <= 0.2);
+  }
+});

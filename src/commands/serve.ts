@@ -15,6 +15,12 @@ const unit = (value: string): number => {
   return n;
 };
 
+const ratio = (value: string): number => {
+  const r = Number(value);
+  if (!(r >= 0 && r <= 1)) throw new Error(`expected a number in [0, 1], got "${value}"`);
+  return r;
+};
+
 export function serveCommand(): Command {
   const d = DEFAULT_CONFIG;
   return new Command('serve')
@@ -25,10 +31,12 @@ export function serveCommand(): Command {
     .addOption(new Option('--device <device>', 'cpu, cuda or cuda:N').env('RMSERVE_DEVICE').default(d.device))
     .addOption(new Option('--intra-op-threads <n>', 'ORT threads per run (0 = ORT default)').env('RMSERVE_INTRA_OP_THREADS').default(d.intraOpThreads).argParser(int))
     .addOption(new Option('--inter-op-threads <n>', 'ORT inter-op threads (0 = ORT default)').env('RMSERVE_INTER_OP_THREADS').default(d.interOpThreads).argParser(int))
+    .addOption(new Option('--ort-spinning', 'let ORT threads spin-wait between runs (ORT default; off here)').env('RMSERVE_ORT_SPINNING'))
     .addOption(new Option('--max-batch-size <n>', 'most rows per ONNX run').env('RMSERVE_MAX_BATCH_SIZE').default(d.maxBatchSize).argParser(int))
     .addOption(new Option('--max-batch-tokens <n>', 'most padded tokens per ONNX run').env('RMSERVE_MAX_BATCH_TOKENS').default(d.maxBatchTokens).argParser(int))
     .addOption(new Option('--max-wait-ms <ms>', 'longest an item waits for a fuller batch').env('RMSERVE_MAX_WAIT_MS').default(d.maxWaitMs).argParser(int))
     .addOption(new Option('--max-queue <n>', 'queued items per model before 429').env('RMSERVE_MAX_QUEUE').default(d.maxQueueItems).argParser(int))
+    .addOption(new Option('--max-padding-ratio <r>', 'largest padding share of a batch; longer or shorter items wait for their own (1 = off)').env('RMSERVE_MAX_PADDING_RATIO').default(d.maxPaddingRatio).argParser(ratio))
     .addOption(new Option('--cache-size <n>', 'cached reward vectors (0 = off)').env('RMSERVE_CACHE_SIZE').default(d.cacheSize).argParser(int))
     .addOption(new Option('--max-items <n>', 'most items per request (413 beyond)').env('RMSERVE_MAX_ITEMS').default(d.maxItems).argParser(int))
     .addOption(new Option('--body-limit <bytes>', 'largest request body (413 beyond)').env('RMSERVE_BODY_LIMIT').default(d.bodyLimit).argParser(int))
@@ -53,10 +61,12 @@ export function serveCommand(): Command {
           device: opts.device,
           intraOpThreads: opts.intraOpThreads,
           interOpThreads: opts.interOpThreads,
+          ortSpinning: opts.ortSpinning === true,
           maxBatchSize: opts.maxBatchSize,
           maxBatchTokens: opts.maxBatchTokens,
           maxWaitMs: opts.maxWaitMs,
           maxQueueItems: opts.maxQueue,
+          maxPaddingRatio: opts.maxPaddingRatio,
           cacheSize: opts.cacheSize,
           maxItems: opts.maxItems,
           bodyLimit: opts.bodyLimit,
@@ -109,10 +119,12 @@ interface ServeOptions {
   device: string;
   intraOpThreads: number;
   interOpThreads: number;
+  ortSpinning?: boolean;
   maxBatchSize: number;
   maxBatchTokens: number;
   maxWaitMs: number;
   maxQueue: number;
+  maxPaddingRatio: number;
   cacheSize: number;
   maxItems: number;
   bodyLimit: number;

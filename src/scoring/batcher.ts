@@ -10,6 +10,12 @@ export interface BatcherOptions {
   maxWaitMs: number;
   /** Items allowed to wait; beyond it submit() fails fast with a 429 ScoringError. */
   maxQueueItems: number;
+  /**
+   * Largest share of padding a batch may carry: an item that would push it higher waits for a
+   * batch of its own length. On CPU a padded token costs as much as a real one, so this is what
+   * keeps cross-request batches as cheap as length-sorted offline ones; 1 turns it off.
+   */
+  maxPaddingRatio?: number;
 }
 
 export interface BatchStats {
@@ -134,7 +140,9 @@ export class DynamicBatcher {
       .map((item, index) => ({ item, index, distance: Math.abs(item.ids.length - anchor.ids.length) }))
       .sort((a, b) => a.distance - b.distance || a.index - b.index);
     const rows = new Map<string, QueuedItem[]>([[anchor.key, [anchor]]]);
+    const maxPadding = this.options.maxPaddingRatio ?? 1;
     let longest = anchor.ids.length;
+    let real = anchor.ids.length;
     for (const { item } of byCloseness) {
       const shared = rows.get(item.key);
       if (shared) {
@@ -142,9 +150,12 @@ export class DynamicBatcher {
         continue;
       }
       const width = Math.max(longest, item.ids.length);
-      if (rows.size + 1 > this.options.maxBatchSize || width * (rows.size + 1) > this.options.maxBatchTokens) continue;
+      const padded = width * (rows.size + 1);
+      if (rows.size + 1 > this.options.maxBatchSize || padded > this.options.maxBatchTokens) continue;
+      if (1 - (real + item.ids.length) / padded > maxPadding) continue;
       rows.set(item.key, [item]);
       longest = width;
+      real += item.ids.length;
     }
     const taken = new Set([...rows.values()].flat());
     this.queue = this.queue.filter((item) => !taken.has(item));
