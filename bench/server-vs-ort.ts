@@ -29,7 +29,7 @@ const { values: args } = parseArgs({
     'max-batch-size': { type: 'string', default: '64' },
     'max-batch-tokens': { type: 'string', default: '32768' },
     'max-wait-ms': { type: 'string', default: '2' },
-    'max-padding-ratio': { type: 'string', default: '0.2' },
+    'max-padding-ratio': { type: 'string', default: '0.1' },
   },
 });
 const REQUESTS = Number(args.requests);

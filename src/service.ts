@@ -54,7 +54,7 @@ export const DEFAULT_CONFIG: ServiceConfig = {
   maxBatchTokens: 32768,
   maxWaitMs: 2,
   maxQueueItems: 4096,
-  maxPaddingRatio: 0.2,
+  maxPaddingRatio: 0.1,
   cacheSize: 100_000,
   maxItems: 256,
   bodyLimit: 8 * 1024 * 1024,

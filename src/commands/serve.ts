@@ -36,7 +36,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--max-batch-tokens <n>', 'most padded tokens per ONNX run').env('RMSERVE_MAX_BATCH_TOKENS').default(d.maxBatchTokens).argParser(int))
     .addOption(new Option('--max-wait-ms <ms>', 'longest an item waits for a fuller batch').env('RMSERVE_MAX_WAIT_MS').default(d.maxWaitMs).argParser(int))
     .addOption(new Option('--max-queue <n>', 'queued items per model before 429').env('RMSERVE_MAX_QUEUE').default(d.maxQueueItems).argParser(int))
-    .addOption(new Option('--max-padding-ratio <r>', 'largest padding share of a batch; longer or shorter items wait for their own (1 = off)').env('RMSERVE_MAX_PADDING_RATIO').default(d.maxPaddingRatio).argParser(ratio))
+    .addOption(new Option('--max-padding-ratio <r>', 'largest padding share of a batch; longer or shorter items wait for their own (1 = off; GPUs pad cheaply)').env('RMSERVE_MAX_PADDING_RATIO').default(d.maxPaddingRatio).argParser(ratio))
     .addOption(new Option('--cache-size <n>', 'cached reward vectors (0 = off)').env('RMSERVE_CACHE_SIZE').default(d.cacheSize).argParser(int))
     .addOption(new Option('--max-items <n>', 'most items per request (413 beyond)').env('RMSERVE_MAX_ITEMS').default(d.maxItems).argParser(int))
     .addOption(new Option('--body-limit <bytes>', 'largest request body (413 beyond)').env('RMSERVE_BODY_LIMIT').default(d.bodyLimit).argParser(int))
