@@ -9,6 +9,7 @@
 //
 // Shapes in comments: B batch, T sequence, C d_model, H heads, D = C/H, V vocab, K objectives.
 import type { DType, GraphBuilder, Value } from './graph/builder.js';
+import { mulberry32 } from './random.js';
 
 export type HeadKind = 'linear' | 'mlp';
 
@@ -115,17 +116,8 @@ export function parameterCount(c: RewardModelConfig): number {
 
 export type ModelWeights = Map<string, Float32Array>;
 
-/** mulberry32: small, fast, and the same stream on every platform. */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded stream (src/training/random.ts), under the name the trainer uses. */
+export const seededRandom = mulberry32;
 
 /**
  * GPT-2's init: N(0, 0.02) for matrices and embeddings, N(0, 0.02/√(2L)) for the projections that
