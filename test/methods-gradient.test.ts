@@ -4,7 +4,8 @@ import ort from 'onnxruntime-node';
 import { buildLossGradGraph } from '../src/training/step.js';
 import { responseTokens } from '../src/training/batch.js';
 import { lossConfig, lossNeeds, type LossConfig } from '../src/training/losses.js';
-import { defaultModelConfig, initWeights, parameterSpecs, seededRandom, type RewardModelConfig } from '../src/training/model.js';
+import { defaultModelConfig, seededRandom, type RewardModelConfig } from '../src/training/model.js';
+import { checkStepGradients, float64Params } from './helpers/step-gradcheck.js';
 
 // The new loss paths of issue 4 against central differences in float64 on a tiny decoder:
 // PCRM (δ* fed per pair), HaF-RM and GRM (log π through the tied LM head, masked to response
@@ -13,9 +14,7 @@ import { defaultModelConfig, initWeights, parameterSpecs, seededRandom, type Rew
 async function checkMethodGradient(config: RewardModelConfig, loss: LossConfig, seed: number): Promise<void> {
   const session = await ort.InferenceSession.create(buildLossGradGraph(config, loss, 'float64'));
   const needs = lossNeeds(loss);
-  const weights = initWeights({ ...config, initStd: 0.2 }, seed);
-  const specs = parameterSpecs(config);
-  const params = new Map(specs.map((s) => [s.name, Float64Array.from(weights.get(s.name)!, (v, i) => (s.init === 'ones' || s.init === 'zeros' ? v + 0.1 * Math.sin(i + 1) : v))]));
+  const { specs, params } = float64Params(config, seed);
 
   const rand = seededRandom(seed + 1);
   const lengths = [5, 3, 6, 2, 6, 4]; // chosen rows 0..2, rejected rows 3..5
@@ -49,29 +48,7 @@ async function checkMethodGradient(config: RewardModelConfig, loss: LossConfig, 
   if (needs.reference) fixed.ref_logp = new ort.Tensor('float64', Float64Array.of(-6, -3, -5, -1, -8, -4), [6]);
   assert.deepEqual([...session.inputNames].filter((n) => n in fixed).sort(), Object.keys(fixed).sort(), 'the graph takes exactly the inputs the loss needs');
 
-  const run = async (fetch: string[]) => {
-    const feeds = { ...fixed };
-    for (const s of specs) feeds[s.name] = new ort.Tensor('float64', params.get(s.name)!, s.shape);
-    return session.run(feeds, fetch);
-  };
-  const analytic = await run(specs.map((s) => `grad.${s.name}`));
-  const h = 1e-6;
-  for (const s of specs) {
-    const p = params.get(s.name)!;
-    const g = analytic[`grad.${s.name}`]!.data as Float64Array;
-    let big = 0;
-    for (let i = 1; i < g.length; i++) if (Math.abs(g[i]!) > Math.abs(g[big]!)) big = i;
-    for (const i of [big, Math.floor(rand() * p.length), Math.floor(rand() * p.length)]) {
-      const x = p[i]!;
-      p[i] = x + h;
-      const up = ((await run(['loss'])).loss!.data as Float64Array)[0]!;
-      p[i] = x - h;
-      const down = ((await run(['loss'])).loss!.data as Float64Array)[0]!;
-      p[i] = x;
-      const numeric = (up - down) / (2 * h);
-      assert.ok(Math.abs(numeric - g[i]!) <= 1e-6 + 1e-4 * Math.abs(numeric), `${loss.method} ${s.name}[${i}]: autodiff ${g[i]} vs central difference ${numeric}`);
-    }
-  }
+  const { analytic } = await checkStepGradients(session, fixed, specs, params, rand, loss.method);
   // The LM-head losses reach the token table through the head as well as the input embedding:
   // rows of tokens that never occur in the batch still get a gradient (every row is in the softmax).
   if (needs.logp) {

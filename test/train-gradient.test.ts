@@ -6,16 +6,14 @@ import { GraphBuilder } from '../src/training/graph/builder.js';
 import { buildLossGradGraph } from '../src/training/step.js';
 import { MODEL_OPSET, buildForward, declareParamInputs, defaultModelConfig, initWeights, parameterSpecs, seededRandom, type RewardModelConfig } from '../src/training/model.js';
 import type { LossConfig } from '../src/training/losses.js';
+import { checkStepGradients, float64Params } from './helpers/step-gradcheck.js';
 
 // Whole-model gradient vs central differences, in float64 (every op of the model has a float64
 // CPU kernel in ORT). A tiny decoder on a right-padded batch of 3 pairs with different lengths,
 // margins and two objectives, so masking, pooling, the head and every loss term are exercised.
 async function checkModelGradient(config: RewardModelConfig, loss: LossConfig, seed: number, everyParamMoves: boolean): Promise<void> {
   const session = await ort.InferenceSession.create(buildLossGradGraph(config, loss, 'float64'));
-  // init scale large enough that the loss is far from flat in every parameter
-  const weights = initWeights({ ...config, initStd: 0.2 }, seed);
-  const specs = parameterSpecs(config);
-  const params = new Map(specs.map((s) => [s.name, Float64Array.from(weights.get(s.name)!, (v, i) => (s.init === 'ones' || s.init === 'zeros' ? v + 0.1 * Math.sin(i + 1) : v))]));
+  const { specs, params } = float64Params(config, seed);
 
   const rand = seededRandom(seed + 1);
   const lengths = [5, 3, 6, 2, 6, 4]; // chosen rows 0..2, rejected rows 3..5
@@ -34,38 +32,11 @@ async function checkModelGradient(config: RewardModelConfig, loss: LossConfig, s
     margin: new ort.Tensor('float64', Float64Array.of(0.5, 0, -0.25), [3]),
     objective: new ort.Tensor('float64', Float64Array.of(1, 0, 0, 1, 1, 0), [3, 2]),
   };
-  const run = async (fetch: string[]) => {
-    const feeds = { ...fixed };
-    for (const s of specs) feeds[s.name] = new ort.Tensor('float64', params.get(s.name)!, s.shape);
-    return session.run(feeds, fetch);
-  };
-  const analytic = await run(specs.map((s) => `grad.${s.name}`));
-  const h = 1e-6;
-  let checked = 0;
-  for (const s of specs) {
-    const p = params.get(s.name)!;
-    const g = analytic[`grad.${s.name}`]!.data as Float64Array;
-    // the largest-gradient coordinate plus two random ones
-    let big = 0;
-    for (let i = 1; i < g.length; i++) if (Math.abs(g[i]!) > Math.abs(g[big]!)) big = i;
-    for (const i of [big, Math.floor(rand() * p.length), Math.floor(rand() * p.length)]) {
-      const x = p[i]!;
-      p[i] = x + h;
-      const up = ((await run(['loss'])).loss!.data as Float64Array)[0]!;
-      p[i] = x - h;
-      const down = ((await run(['loss'])).loss!.data as Float64Array)[0]!;
-      p[i] = x;
-      const numeric = (up - down) / (2 * h);
-      const err = Math.abs(numeric - g[i]!);
-      assert.ok(err <= 1e-6 + 1e-4 * Math.abs(numeric), `${s.name}[${i}]: autodiff ${g[i]} vs central difference ${numeric}`);
-      checked++;
-    }
+  const { checked } = await checkStepGradients(session, fixed, specs, params, rand, loss.method, (s, g, big) => {
     // Only with centering does every parameter move the loss: a pure difference loss cannot see
     // a shift shared by both responses (the last bias, and ln_f.b under a linear head).
-    if (everyParamMoves) {
-      assert.ok(Math.abs(g[big]!) > 1e-6, `${s.name} gets a gradient`);
-    }
-  }
+    if (everyParamMoves) assert.ok(Math.abs(g[big]!) > 1e-6, `${s.name} gets a gradient`);
+  });
   assert.equal(checked, 3 * specs.length);
   await session.release();
 }
