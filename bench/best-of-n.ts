@@ -16,7 +16,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
 import { createService, type Service } from '../src/service.js';
-import type { ChatMessage } from '../src/scoring/format.js';
+import type { ChatMessage } from '../src/model/format.js';
 import { readPreferenceFile } from '../src/training/data.js';
 import { promptUnit } from '../src/training/split.js';
 

@@ -16,7 +16,7 @@ import { MODEL_OPSET, buildForward, declareParamInputs, defaultModelConfig, init
 import { DEFAULT_TRAIN_OPTIONS, REFERENCE_QUANTILES, pcrmPriors, runTraining, type TrainRunOptions } from '../src/training/pipeline.js';
 import { TfidfModel } from '../src/training/similarity.js';
 import { SimilarityEncoder } from '../src/training/similarity-encoder.js';
-import { parseManifest } from '../src/scoring/manifest.js';
+import { parseManifest } from '../src/model/manifest.js';
 import { createService } from '../src/service.js';
 import { trainByteLevelBpe } from '../src/training/tokenizer/index.js';
 

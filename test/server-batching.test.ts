@@ -7,7 +7,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { readFileSync } from 'node:fs';
 import { createService, type Service } from '../src/service.js';
 import { bowScore, type BowModelWeights } from '../src/training/bow-model.js';
-import { HH_CHAT_TEMPLATE } from '../src/scoring/format.js';
+import { HH_CHAT_TEMPLATE } from '../src/model/format.js';
 import { Template } from '@huggingface/jinja';
 import { metricValue } from './helpers/metrics-text.js';
 import { tempModelsRoot, tokenizerPaths, writeBowModel } from './helpers/model-fixtures.js';

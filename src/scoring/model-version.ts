@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import type { RmserveMetrics } from '../metrics.js';
 import { DynamicBatcher, type BatcherOptions } from './batcher.js';
 import { modelLoadFailed } from './errors.js';
-import { readModelFolder, type ModelSpec } from './model-folder.js';
-import { RewardSession, type SessionOptions } from './onnx-session.js';
+import { readModelFolder, type ModelSpec } from '../model/model-folder.js';
+import { RewardSession, type SessionOptions } from '../model/onnx-session.js';
 
 export interface LoadOptions {
   session: SessionOptions;

@@ -4,7 +4,7 @@
 // a new version, or a different chat template, never reuses another's rewards.
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { splitItem, type ScoreItem } from './format.js';
+import { splitItem, type ScoreItem } from '../model/format.js';
 import type { ModelVersion } from './model-version.js';
 
 export const DEFAULT_REFERENCE_CACHE_SIZE = 10_000;

@@ -15,12 +15,12 @@ import {
   type TransformParams,
 } from '../transforms/index.js';
 import { invalidItem, queueFull, ScoringError, unknownModel } from './errors.js';
-import type { ScoreItem } from './format.js';
+import type { ScoreItem } from '../model/format.js';
 import type { ModelRegistry } from './registry.js';
 import { RewardCache, tokenKey } from './reward-cache.js';
 import type { ModelVersion } from './model-version.js';
 import { promptIdentity, promptKey, ReferenceCache, withResponse } from './references.js';
-import type { TruncationSide } from './tokenize.js';
+import type { TruncationSide } from '../model/tokenize.js';
 import { TokenizerPool } from './tokenizer-pool.js';
 
 export interface ScoreRequest {

@@ -1,9 +1,9 @@
 // Piscina worker: formats and tokenizes a request's items off the main thread. A 256-item
 // request of HH-RLHF dialogues costs ~110 ms of GPT-2 tokenization (measured, see
 // docs/benchmarks.md), long enough to stall every other request on the event loop.
-import { readModelFolder, type ModelSpec } from './model-folder.js';
-import type { ScoreItem } from './format.js';
-import type { TruncationSide } from './tokenize.js';
+import { readModelFolder, type ModelSpec } from '../model/model-folder.js';
+import type { ScoreItem } from '../model/format.js';
+import type { TruncationSide } from '../model/tokenize.js';
 
 export interface TokenizeTask {
   dir: string;

@@ -3,9 +3,9 @@
 // hold the event loop for ~100 ms while other requests wait (measured: docs/benchmarks.md).
 import { Piscina } from 'piscina';
 import { invalidItem } from './errors.js';
-import type { ScoreItem } from './format.js';
-import type { ModelSpec } from './model-folder.js';
-import type { TokenizedItem, TruncationSide } from './tokenize.js';
+import type { ScoreItem } from '../model/format.js';
+import type { ModelSpec } from '../model/model-folder.js';
+import type { TokenizedItem, TruncationSide } from '../model/tokenize.js';
 import type { TokenizeResult, TokenizeTask } from './tokenize-worker.js';
 
 /** Requests with fewer items are tokenized on the main thread. */

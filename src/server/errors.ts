@@ -1,7 +1,7 @@
 // One error shape for every route: {"error": {"code", "message"}} with the right status.
 // Registered on the root instance so it covers routes, body parsing and 404s.
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { ScoringError } from '../scoring/errors.js';
+import { ModelError } from '../model/errors.js';
 
 const PARSER_ERRORS: Record<string, { status: number; code: string }> = {
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'invalid_json' },
@@ -16,8 +16,8 @@ export function errorBody(code: string, message: string): { error: { code: strin
 }
 
 export function registerErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError | ScoringError | Error, request, reply) => {
-    if (err instanceof ScoringError) {
+  app.setErrorHandler((err: FastifyError | ModelError | Error, request, reply) => {
+    if (err instanceof ModelError) {
       if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds));
       return reply.status(err.statusCode).send(errorBody(err.code, err.message));
     }

@@ -5,9 +5,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { HH_CHAT_TEMPLATE, PromptFormatter } from '../scoring/format.js';
-import { tokenizerSettings } from '../scoring/model-folder.js';
-import { ItemTokenizer } from '../scoring/tokenize.js';
+import { HH_CHAT_TEMPLATE, PromptFormatter } from '../model/format.js';
+import { tokenizerSettings } from '../model/model-folder.js';
+import { ItemTokenizer } from '../model/tokenize.js';
 import type { ChatMessage, PreferencePair } from './data.js';
 
 type Json = Record<string, unknown>;

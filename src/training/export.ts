@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseManifest, type RmserveManifest } from '../scoring/manifest.js';
+import { parseManifest, type RmserveManifest } from '../model/manifest.js';
 import { GraphBuilder } from './graph/builder.js';
 import { MODEL_OPSET, buildForward, declareParamInitializers, type ModelWeights, type RewardModelConfig } from './model.js';
 import type { TokenizerFiles } from './encode.js';

@@ -4,7 +4,7 @@
 // baselines, and export the model folder with its metrics and provenance.
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { executionProviders } from '../scoring/onnx-session.js';
+import { executionProviders } from '../model/onnx-session.js';
 import { lengthBaseline, trainBagOfWords, pairwiseAccuracy } from './baselines.js';
 import { readPreferenceFileWithStats, formatReadStats, type PreferencePair } from './data.js';
 import { completeTokenizerConfig, PairEncoder, readTokenizerFiles, type TokenizerFiles } from './encode.js';
@@ -16,13 +16,13 @@ import { SimilarityEncoder } from './similarity-encoder.js';
 import { quantile } from '../transforms/quantile.js';
 import { TRAINER_SPLIT, evaluateFiles, type EvalResult } from './eval/index.js';
 import { writeTrainingReport } from './report/index.js';
-import type { ReferenceStatistics } from '../scoring/manifest.js';
+import type { ReferenceStatistics } from '../model/manifest.js';
 import { trainLoop, DEFAULT_OPTIMIZER, type LoopResult, type OptimizerConfig, type TrainExample } from './loop.js';
 import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type HeadKind, type ModelWeights, type RewardModelConfig } from './model.js';
 import { loadHfGpt2, type LoadedGpt2 } from './hf-gpt2.js';
 import { splitByPrompt, type SplitFractions } from './split.js';
 import { trainByteLevelBpe } from './tokenizer/index.js';
-import type { RmserveManifest } from '../scoring/manifest.js';
+import type { RmserveManifest } from '../model/manifest.js';
 
 export interface TrainRunOptions {
   data: string[];

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { executionProviders } from '../scoring/onnx-session.js';
+import { executionProviders } from '../model/onnx-session.js';
 import { angularSimilarity, cosine, type ResponsePair } from './similarity.js';
 
 export interface EncoderOptions {

@@ -8,7 +8,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { ScoringError } from '../../scoring/errors.js';
-import type { ScoreItem } from '../../scoring/format.js';
+import type { ScoreItem } from '../../model/format.js';
 import type { ScoredItem, Scorer } from '../../scoring/scorer.js';
 import { clientAbortSignal } from '../abort.js';
 import { ErrorSchema } from '../schemas.js';
