@@ -70,7 +70,7 @@ const TASKS: Record<string, Task> = {
 
 /**
  * Flags each method needs beyond `--method NAME`. The methods' own hyperparameters stay at the
- * CLI's defaults, which are DESIGN.md's (PCRM β = (6, 0.001, 0) with TF-IDF similarity; HaF-RM
+ * CLI's defaults, listed in docs/design.md, Training losses (PCRM β = (6, 0.001, 0) with TF-IDF similarity; HaF-RM
  * rm_ratio 1, dpo_ratio 0.2, β 0.1; GRM α 0.01, β 0.1; label smoothing ε 0.1).
  */
 const METHOD_ARGS: Record<string, string[]> = {

@@ -1,5 +1,5 @@
 // Prometheus metrics, one registry per server instance (tests run several servers in one process).
-// Names follow DESIGN.md: everything is prefixed rmserve_.
+// Names follow docs/design.md (Metrics): everything is prefixed rmserve_.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

@@ -4,11 +4,15 @@
 // graph-gradcheck.ts: float64 rtol 1e-5 / atol 1e-7 at h = 1e-5; float32 rtol 3e-3 / atol 3e-4 at h = 1e-3).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 import { GraphBuilder, type Value } from '../src/training/graph/builder.js';
 import { gradients } from '../src/training/graph/autodiff.js';
-import { vjpRules } from '../src/training/graph/rules.js';
-import { checkCase, type GradCase } from './graph-gradcheck.js';
+import { vjpRules, type VjpRule } from '../src/training/graph/rules.js';
+import { GRM_REGULARISERS, lossConfig, type LossConfig } from '../src/training/losses.js';
+import { defaultModelConfig } from '../src/training/model.js';
+import { buildStepGraph } from '../src/training/step.js';
+import { checkCase, rng, type GradCase } from './graph-gradcheck.js';
 
 const unary = (op: string, positive = false, precision: 'float64' | 'float32' = 'float64'): GradCase => ({
   name: op, precision, params: [{ name: 'x', shape: [3, 4], positive }],
@@ -40,6 +44,13 @@ const cases: GradCase[] = [
   unary('Sqrt', true), unary('Reciprocal', true), unary('Relu'), unary('Abs'), unary('Sin'), unary('Cos'),
   { name: 'Clip', params: [{ name: 'x', shape: [3, 4] }],
     build: (b, [x]) => b.op('Clip', [b.mul(x!, b.scalar('float64', 2)), b.scalar('float64', -0.7), b.scalar('float64', 0.9)]) },
+  // piecewise-constant ops: zero gradient, so the product's gradient is the op's value alone
+  { name: 'Floor/Ceil/Round/Sign (zero gradient)', params: [{ name: 'x', shape: [3, 4] }],
+    build: (b, [x]) => {
+      const x3 = b.mul(x!, b.scalar('float64', 3));
+      const steps = b.op('Sum', [b.op('Floor', [x3]), b.op('Ceil', [x3]), b.op('Round', [x3]), b.op('Sign', [x!])]);
+      return b.mul(x!, steps);
+    } },
   { name: 'Trilu lower', params: [{ name: 'x', shape: [2, 4, 4] }], build: (b, [x]) => b.op('Trilu', [x!], { upper: 0 }) },
   { name: 'ReduceSumSquare', params: [{ name: 'x', shape: [2, 3, 4] }],
     build: (b, [x]) => b.op('ReduceSumSquare', [x!], { axes: [1], keepdims: 0 }) },
@@ -107,6 +118,11 @@ const cases: GradCase[] = [
     build: (b, [x]) => b.op('Slice', [x!, b.ints([0]), b.ints([-1]), b.ints([1])]) },
   { name: 'Concat', params: [{ name: 'a', shape: [2, 3] }, { name: 'b', shape: [2, 1] }, { name: 'c', shape: [2, 2] }],
     build: (b, [x, y, z]) => b.op('Concat', [x!, y!, z!], { axis: 1 }) },
+  { name: 'Split, one output unused', params: [{ name: 'x', shape: [2, 9] }],
+    build: (b, [x]) => {
+      const [p, , r] = b.opMulti('Split', [x!, b.ints([2, 3, 4])], 3, { axis: 1 });
+      return b.op('Concat', [r!, p!], { axis: 1 });
+    } },
   { name: 'Concat dynamic dims', params: [{ name: 'a', shape: [2, 3], declared: ['n', 'm'] }, { name: 'b', shape: [1, 3], declared: ['k', 3] }],
     build: (b, [x, y]) => b.op('Concat', [x!, y!], { axis: 0 }) },
   // Gemm in every transpose combination, with alpha/beta and a broadcast C
@@ -237,11 +253,59 @@ test('Dropout: identity when not training, mask/(1-ratio) when training', async 
   }
 });
 
-test('every op in DESIGN.md\'s list has a rule', () => {
-  const listed = ['MatMul', 'Add', 'Sub', 'Mul', 'Div', 'Neg', 'Exp', 'Log', 'Sigmoid', 'Softplus', 'Tanh', 'Erf', 'Gelu',
-    'Softmax', 'LogSoftmax', 'LayerNormalization', 'ReduceSum', 'ReduceMean', 'Gather', 'GatherElements', 'Reshape',
-    'Transpose', 'Where', 'Cast', 'Slice', 'Concat', 'Unsqueeze', 'Squeeze', 'Sqrt', 'Pow', 'Identity'];
-  assert.deepEqual(listed.filter((op) => !(op in vjpRules)), []);
+// The ops the trainer's step graphs differentiate through, for every loss method, both heads,
+// both GELU forms and GRM's head dropout: recorded by wrapping each rule while the graphs are built.
+function opsDifferentiatedByTrainer(): Set<string> {
+  const used = new Set<string>();
+  const saved: Record<string, VjpRule> = { ...vjpRules };
+  for (const [op, rule] of Object.entries(saved)) vjpRules[op] = (a) => { used.add(op); return rule(a); };
+  try {
+    const losses: LossConfig[] = [
+      lossConfig({ method: 'bt', centering: 0.01 }), lossConfig({ method: 'pcrm' }), lossConfig({ method: 'haf' }),
+      lossConfig({ method: 'labelsmooth' }),
+      ...GRM_REGULARISERS.map((reg) => lossConfig({ method: 'grm', grm: { alpha: 0.01, beta: 0.1, reg } })),
+    ];
+    for (const head of ['linear', 'mlp'] as const) {
+      for (const activation of ['gelu_new', 'gelu'] as const) {
+        const config = defaultModelConfig({ vocabSize: 40, dModel: 8, nLayers: 1, nHeads: 2, maxLength: 16, numObjectives: 2, head, headHidden: 6, activation });
+        for (const loss of losses) {
+          buildStepGraph({ config, loss, headDropout: head === 'mlp', optimizer: {}, schedule: { peakLr: 1e-3, warmupSteps: 2, totalSteps: 10 } });
+        }
+      }
+    }
+  } finally {
+    Object.assign(vjpRules, saved);
+  }
+  return used;
+}
+
+// The op types a finite-difference case above records when it builds its graph.
+function opsCheckedByCases(): Set<string> {
+  const ops = new Set<string>();
+  for (const c of cases) {
+    const b = new GraphBuilder('ops', { opset: c.opset ?? 17 });
+    const dtype = c.precision === 'float32' ? 'float32' : 'float64';
+    c.build(b, c.params.map((p) => b.input(p.name, dtype, p.declared ?? p.shape)), rng(1));
+    for (const node of b.nodes) ops.add(node.opType);
+  }
+  return ops;
+}
+
+test('every op the trainer differentiates through has a rule with its own finite-difference case', () => {
+  const used = opsDifferentiatedByTrainer();
+  assert.ok(used.has('MatMul') && used.has('LayerNormalization') && used.has('LogSoftmax'), `recorded ${[...used].join(', ')}`);
+  const checked = opsCheckedByCases();
+  assert.deepEqual([...used].filter((op) => !checked.has(op)).sort(), [], 'ops the step graphs use without a case in this file');
+  // and every rule in the table is checked: by a case, or (Dropout) by its own test above
+  assert.deepEqual(Object.keys(vjpRules).filter((op) => !checked.has(op) && op !== 'Dropout').sort(), [], 'rules without a case');
+});
+
+test('docs/design.md lists exactly the ops that have a rule', () => {
+  const doc = readFileSync(new URL('../docs/design.md', import.meta.url), 'utf8');
+  const line = doc.split('\n').find((l) => l.includes('Ops with a vector-Jacobian rule'));
+  assert.ok(line, 'docs/design.md has the line "Ops with a vector-Jacobian rule …"');
+  const listed = [...line.matchAll(/`([A-Za-z]+)`/g)].map((m) => m[1]!).filter((op) => op !== 'vjpRules');
+  assert.deepEqual(listed.sort(), Object.keys(vjpRules).sort());
 });
 
 test('a missing rule is a build-time error naming the op', () => {

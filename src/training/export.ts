@@ -1,4 +1,4 @@
-// Writes a model folder the server loads (DESIGN.md, Model folder): model.onnx (the forward graph
+// Writes a model folder the server loads (docs/design.md, Model folder contract): model.onnx (the forward graph
 // with the trained weights as initializers), tokenizer.json, tokenizer_config.json, config.json
 // and, last, rmserve.json — the registry treats a version as complete once its manifest exists,
 // so a folder being written is never served half-done.

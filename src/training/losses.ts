@@ -2,7 +2,7 @@
 // of the chosen and rejected responses, and whatever per-pair extras the batch carries) and
 // returns a scalar loss plus named terms for logging, so PCRM, HaF-RM and GRM plug in as further
 // entries of LOSSES with their extra inputs (log-probs, reference log-probs, δ*) added to
-// LossInputs. Sign conventions follow DESIGN.md (Trainer → Losses); P = pairs in the batch.
+// LossInputs. Sign conventions follow docs/design.md (Training losses); P = pairs in the batch.
 //
 // log σ(x) is always emitted as −softplus(−x) (see negLogSigmoid), never Log(Sigmoid(x)), which underflows.
 import type { GraphBuilder, Value } from './graph/builder.js';
@@ -187,7 +187,7 @@ export interface LossConfig {
   margin: boolean;
   centering: number;
   labelSmoothing: number;
-  /** the method's hyperparameters; absent ones take DEFAULT_LOSS's (DESIGN.md's defaults) */
+  /** the method's hyperparameters; absent ones take DEFAULT_LOSS's (docs/design.md, Training losses) */
   pcrm?: PcrmOptions;
   haf?: HafOptions;
   grm?: GrmOptions;
@@ -209,7 +209,7 @@ export const DEFAULT_LOSS: Required<Omit<LossConfig, 'method'>> & Pick<LossConfi
   grm: { alpha: 0.01, beta: 0.1, reg: 'sft' },
 };
 
-/** A LossConfig with DESIGN.md's defaults for whatever `partial` leaves out. */
+/** A LossConfig with docs/design.md's defaults (Training losses) for whatever `partial` leaves out. */
 export function lossConfig(partial: LossConfig | (Partial<LossConfig> & Pick<LossConfig, 'method'>)): typeof DEFAULT_LOSS {
   return {
     ...DEFAULT_LOSS, ...partial,

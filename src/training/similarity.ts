@@ -1,5 +1,5 @@
-// PCRM's prior similarity s of a preference pair and the margin bound δ*(s) it sets (DESIGN.md,
-// Trainer → Losses): `−log σ(Δ) − log σ(δ* − Δ)`, δ* = β1/(s + β2) + β3. Pairs whose responses are
+// PCRM's prior similarity s of a preference pair and the margin bound δ*(s) it sets (docs/design.md,
+// Training losses): `−log σ(Δ) − log σ(δ* − Δ)`, δ* = β1/(s + β2) + β3. Pairs whose responses are
 // alike (s → 1) get a small bound on r_c − r_r; pairs that differ a lot may be separated further.
 //
 // Three similarities, all in [0, 1]:
@@ -9,7 +9,7 @@
 // - encoder: angular similarity of mean-pooled embeddings (similarity-encoder.ts).
 // Pure functions, no ONNX: they run once per pair before training.
 
-/** DESIGN.md's PCRM defaults; the paper's runs used e.g. (20, 0.001, −15). */
+/** docs/design.md's PCRM defaults (Training losses); the paper's runs used e.g. (20, 0.001, −15). */
 export const PCRM_DEFAULTS = { beta1: 6, beta2: 0.001, beta3: 0 } as const;
 
 /** δ*(s) = β1/(s + β2) + β3: the upper bound PCRM puts on the reward margin of a pair. */

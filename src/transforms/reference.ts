@@ -1,4 +1,4 @@
-// Where LSC's r_ref comes from, in order of precedence (DESIGN.md, Transforms): reference
+// Where LSC's r_ref comes from, in order of precedence (docs/design.md, Transforms): reference
 // responses in the request, then a per-prompt reference remembered from earlier requests, then
 // the model's rmserve.json statistic. The reply names the source, so a client can tell a
 // prompt-specific reference from a model-wide one.

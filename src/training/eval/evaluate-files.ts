@@ -6,7 +6,7 @@ import { evaluateRewards, pairAccuracy } from './metrics.js';
 import { ModelScorer, type ModelScorerOptions } from './model-scorer.js';
 import type { EvalResult, EvalSplit, FileEvaluation } from './types.js';
 
-/** The trainer's split (DESIGN.md, issue 4): train / validation / test by sha256 of the prompt. */
+/** The trainer's split (docs/design.md, Data flow of a training run): train / validation / test by sha256 of the prompt. */
 export const TRAINER_SPLIT = { train: 0.8, validation: 0.1, test: 0.1 } as const;
 
 export interface EvaluateOptions extends ModelScorerOptions {

@@ -1,4 +1,4 @@
-// writeTrainingReport: `report.html` beside a trained model (DESIGN.md, issue 4). The trainer
+// writeTrainingReport: `report.html` beside a trained model (docs/design.md, Data flow of a training run). The trainer
 // calls it at the end of a run; `rmserve report` calls it to rebuild a report from the files.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
