@@ -11,6 +11,8 @@ import { modelLoadFailed } from './errors.js';
 
 export interface ModelSpec {
   dir: string;
+  /** What the spec was built from, as read at load. */
+  files: ModelFiles;
   /** Names of the K logits columns, or undefined to name a single head after the model. */
   labels: string[] | undefined;
   maxLength: number;
@@ -28,22 +30,46 @@ type Json = Record<string, unknown>;
 const UNSET_MAX_LENGTH = 1e9;
 const DEFAULT_MAX_LENGTH = 1024;
 
+/**
+ * The JSON files a spec is built from, read once. A tokenizer worker gets these rather than the
+ * folder's path, so it builds exactly the spec the main thread loaded even if the folder has
+ * since been deleted or replaced by other weights under the same version name.
+ */
+export interface ModelFiles {
+  tokenizerJson: Json;
+  tokenizerConfig: Json;
+  config: Json;
+  manifest: Json | undefined;
+}
+
+export function readModelFiles(dir: string): ModelFiles {
+  const files = {
+    tokenizerJson: readJson(join(dir, 'tokenizer.json'), true) as Json,
+    tokenizerConfig: readJson(join(dir, 'tokenizer_config.json'), false) ?? {},
+    config: readJson(join(dir, 'config.json'), false) ?? {},
+    manifest: readJson(join(dir, 'rmserve.json'), false),
+  };
+  if (!existsSync(join(dir, 'model.onnx'))) throw modelLoadFailed(`${dir}: model.onnx is missing`);
+  return files;
+}
+
 export function readModelFolder(dir: string): ModelSpec {
-  const tokenizerJson = readJson(join(dir, 'tokenizer.json'), true);
-  const tokenizerConfig = readJson(join(dir, 'tokenizer_config.json'), false) ?? {};
-  const config = readJson(join(dir, 'config.json'), false) ?? {};
-  const manifestJson = readJson(join(dir, 'rmserve.json'), false);
+  return specFromFiles(dir, readModelFiles(dir));
+}
+
+/** Everything but the ONNX session, from a folder's files (`dir` is only shown in messages). */
+export function specFromFiles(dir: string, files: ModelFiles): ModelSpec {
+  const { tokenizerJson, tokenizerConfig, config } = files;
   let manifest: RmserveManifest | undefined;
   try {
-    manifest = manifestJson === undefined ? undefined : parseManifest(manifestJson);
+    manifest = files.manifest === undefined ? undefined : parseManifest(files.manifest);
   } catch (err) {
     throw modelLoadFailed((err as Error).message);
   }
-  if (!existsSync(join(dir, 'model.onnx'))) throw modelLoadFailed(`${dir}: model.onnx is missing`);
 
   let tokenizer: Tokenizer;
   try {
-    tokenizer = new Tokenizer(tokenizerJson as Json, tokenizerConfig);
+    tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
   } catch (err) {
     throw modelLoadFailed(`${dir}: tokenizer.json does not load: ${(err as Error).message}`);
   }
@@ -53,6 +79,7 @@ export function readModelFolder(dir: string): ModelSpec {
 
   return {
     dir,
+    files,
     labels: manifest?.objectives ?? labelsFromConfig(config),
     maxLength,
     paddingSide: manifest?.padding_side ?? sideOf(tokenizerConfig.padding_side) ?? 'right',

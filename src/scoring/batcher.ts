@@ -1,6 +1,6 @@
 // Cross-request dynamic batching, one batcher per loaded model version (TEI's queue + batching
 // task in one class). Trainers send one sample per request; this is where they meet.
-import { cancelled, queueFull, unavailable } from './errors.js';
+import { cancelled, queueFull, ScoringError, unavailable } from './errors.js';
 export interface BatcherOptions {
   /** Most rows in one ONNX run. */
   maxBatchSize: number;
@@ -42,6 +42,8 @@ interface QueuedItem {
 
 export class DynamicBatcher {
   private queue: QueuedItem[] = [];
+  /** Slots held for items still being tokenized, so admission is decided before that work. */
+  private reserved = 0;
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
@@ -60,7 +62,30 @@ export class DynamicBatcher {
 
   /** Whether n more items fit in the queue; callers check a whole request at once. */
   hasRoomFor(n: number): boolean {
-    return this.queue.length + n <= this.options.maxQueueItems;
+    return this.queue.length + this.reserved + n <= this.options.maxQueueItems;
+  }
+
+  /**
+   * Holds `n` queue slots while a request's items are tokenized; returns the release function.
+   * Refused (429) when they do not fit now, and 413 when they never could: a request larger
+   * than the whole queue would otherwise be told to retry forever.
+   */
+  reserve(n: number): () => void {
+    if (n > this.options.maxQueueItems) {
+      throw new ScoringError(
+        'too_many_items',
+        413,
+        `${n} items exceed the scoring queue of ${this.options.maxQueueItems} items (--max-queue); split the request`,
+      );
+    }
+    if (!this.hasRoomFor(n)) throw queueFull(this.retryAfterSeconds());
+    this.reserved += n;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.reserved -= n;
+    };
   }
 
   /**

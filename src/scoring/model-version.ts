@@ -6,6 +6,7 @@ import type { RmserveMetrics } from '../metrics.js';
 import { DynamicBatcher, type BatcherOptions } from './batcher.js';
 import { modelLoadFailed } from './errors.js';
 import { readModelFolder, type ModelSpec } from '../model/model-folder.js';
+import { folderFingerprint } from '../model/versions.js';
 import { RewardSession, type SessionOptions } from '../model/onnx-session.js';
 
 export interface LoadOptions {
@@ -27,6 +28,8 @@ const SMOKE_ITEMS = [
  */
 const RETIRE_LINGER_MS = 200;
 
+let loadSerial = 0;
+
 export class ModelVersion {
   /** Objective names, one per logits column. */
   readonly objectives: string[];
@@ -39,6 +42,8 @@ export class ModelVersion {
     readonly name: string,
     readonly version: string,
     readonly spec: ModelSpec,
+    /** The folder's fingerprint when it was loaded: tells a rewrite under the same version name. */
+    readonly fingerprint: string,
     private readonly session: RewardSession,
     readonly batcher: DynamicBatcher,
     numOutputs: number,
@@ -46,6 +51,7 @@ export class ModelVersion {
     readonly loadSeconds: number,
     private readonly metrics: RmserveMetrics,
   ) {
+    this.key = `${name}@${version}#${++loadSerial}`;
     const labels = spec.labels;
     if (labels !== undefined && labels.length !== numOutputs) {
       throw modelLoadFailed(`${name}: ${labels.length} objective names for ${numOutputs} logits columns`);
@@ -53,10 +59,17 @@ export class ModelVersion {
     this.objectives = labels ?? (numOutputs === 1 ? [name] : Array.from({ length: numOutputs }, (_, i) => `${name}_${i}`));
   }
 
-  /** `name@version`, the cache's and metrics' identity of this version. */
+  /** `name@version`, the metrics' and logs' name of this version. */
   get id(): string {
     return `${this.name}@${this.version}`;
   }
+
+  /**
+   * This load's identity, unique in the process: what caches key on. A version name can be
+   * reused for other weights (a folder deleted and written again), so `name@version` must not
+   * be what a cached reward or a worker's tokenizer is found by.
+   */
+  readonly key: string;
 
   /** The folder this version was loaded from. */
   get dir(): string {
@@ -65,6 +78,8 @@ export class ModelVersion {
 
   static async load(name: string, version: string, dir: string, options: LoadOptions): Promise<ModelVersion> {
     const started = performance.now();
+    // Taken before the files are read, so a folder rewritten during the load looks changed.
+    const fingerprint = folderFingerprint(dir);
     const spec = readModelFolder(dir);
     const session = await RewardSession.create(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session);
     try {
@@ -94,7 +109,7 @@ export class ModelVersion {
         },
         (depth) => metrics.queueDepth.set({ model }, depth),
       );
-      return new ModelVersion(name, version, spec, session, batcher, k, (performance.now() - started) / 1000, metrics);
+      return new ModelVersion(name, version, spec, fingerprint, session, batcher, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
       await session.release();
       throw err;

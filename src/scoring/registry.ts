@@ -4,8 +4,17 @@
 // serving. Layout: <root>/<name>/<version>/ (complete once its rmserve.json or READY marker
 // exists) or a flat <root>/<name>/ holding model.onnx directly (a plain Hugging Face / optimum
 // export), served as version "0".
-import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import {
+  byVersion,
+  folderFingerprint,
+  isCompleteVersion,
+  isDirectory,
+  isInside,
+  listDir,
+  listVersions,
+} from '../model/versions.js';
 import type { RmserveMetrics } from '../metrics.js';
 import { ScoringError, unknownModel } from './errors.js';
 import { ModelVersion, type LoadOptions } from './model-version.js';
@@ -90,8 +99,6 @@ interface ModelState {
   infoVersions: string[];
 }
 
-const byVersion = new Intl.Collator('en', { numeric: true }).compare;
-const MARKERS = ['rmserve.json', 'READY'];
 
 const versionNotFound = (name: string, version: string): ScoringError =>
   new ScoringError('version_not_found', 404, `model "${name}" has no version "${version}"`);
@@ -130,18 +137,7 @@ export class ModelRegistry {
 
   /** Complete versions of a model, oldest first. A link to a folder outside the root is not one. */
   versions(name: string): string[] {
-    const dir = join(this.root, name);
-    if (existsSync(join(dir, 'model.onnx'))) return ['0'];
-    if (!isDirectory(dir)) return [];
-    const root = realpathOrUndefined(this.root);
-    if (root === undefined) return [];
-    return listDir(dir)
-      .filter((v) => {
-        if (v.startsWith('.') || !isCompleteVersion(join(dir, v))) return false;
-        const real = realpathOrUndefined(join(dir, v)); // undefined when deleted meanwhile
-        return real !== undefined && isInside(root, real);
-      })
-      .sort(byVersion);
+    return listVersions(this.root, join(this.root, name));
   }
 
   /** The newest complete version, which serves unless one is pinned. */
@@ -257,9 +253,23 @@ export class ModelRegistry {
     return this.withLock(name, async () => {
       const state = this.state(name);
       if (this.closed || state.pinned !== undefined || state.unloaded) return undefined;
-      if (this.serving.get(name)?.version === version) return undefined;
-      return this.swap(name, this.resolveVersion(name, version), { pin: false, source: 'watch' });
+      const serving = this.serving.get(name);
+      const ref = this.resolveVersion(name, version);
+      if (serving !== undefined && !this.supersedes(serving, ref.version, ref.dir)) return undefined;
+      return this.swap(name, ref, { pin: false, source: 'watch' });
     });
+  }
+
+  /**
+   * Whether the watch should replace `serving` by the folder `ref`: a newer version, or the same
+   * version name written again with other files (its fingerprint differs from the one loaded).
+   * An older version never is: when the serving version's folder is deleted, it keeps serving
+   * from memory rather than silently downgrading a training run's reward model.
+   */
+  supersedes(serving: ModelVersion, version: string, dir: string): boolean {
+    const order = byVersion(version, serving.version);
+    if (order !== 0) return order > 0;
+    return folderFingerprint(dir) !== serving.fingerprint;
   }
 
   /** Whether the watch may replace what serves `name`. */
@@ -474,37 +484,5 @@ function failure(version: string, message: string, source: LoadSource): LoadFail
   return { version, message, at: new Date().toISOString(), source };
 }
 
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
+export { isCompleteVersion };
 
-/** A version folder is complete when model.onnx and a marker (written last) are there. */
-export function isCompleteVersion(dir: string): boolean {
-  return isDirectory(dir) && existsSync(join(dir, 'model.onnx')) && MARKERS.some((m) => existsSync(join(dir, m)));
-}
-
-/** Entries of a folder; none when it does not exist (any more). */
-function listDir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
-function realpathOrUndefined(path: string): string | undefined {
-  try {
-    return realpathSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
-function isInside(root: string, path: string): boolean {
-  const rel = relative(root, path);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
-}

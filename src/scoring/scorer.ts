@@ -20,7 +20,7 @@ import type { ModelRegistry } from './registry.js';
 import { RewardCache, tokenKey } from './reward-cache.js';
 import type { ModelVersion } from './model-version.js';
 import { promptIdentity, promptKey, ReferenceCache, withResponse } from './references.js';
-import type { TruncationSide } from '../model/tokenize.js';
+import type { TokenizedItem, TruncationSide } from '../model/tokenize.js';
 import { TokenizerPool } from './tokenizer-pool.js';
 
 export interface ScoreRequest {
@@ -228,12 +228,12 @@ export class Scorer {
       const keys = request.items.map((item, i) => promptKey(model, item, request.promptTexts?.[i]));
       keys.forEach((key, i) => {
         const refs = itemRefs[i];
-        if (key !== undefined && refs !== undefined) this.references.set(model.id, key, refs.map((j) => scores.rewards[j] as Float32Array));
+        if (key !== undefined && refs !== undefined) this.references.set(model.key, key, refs.map((j) => scores.rewards[j] as Float32Array));
       });
       return keys.map((key, i) => {
         const refs = itemRefs[i];
         if (refs !== undefined) return { rewards: refs.map((j) => scores.rewards[j] as Float32Array), source: 'request' as const };
-        const remembered = key === undefined ? undefined : this.references.get(model.id, key);
+        const remembered = key === undefined ? undefined : this.references.get(model.key, key);
         return remembered === undefined ? undefined : { rewards: remembered, source: 'prompt_cache' as const };
       });
     });
@@ -315,13 +315,22 @@ export class Scorer {
 
   private async scoreTokenized(model: ModelVersion, request: ScoreRequest): Promise<ModelScores> {
     const side = request.truncation ?? model.spec.truncationSide;
-    const tokenized = await this.tokenizers.tokenize(model.spec, request.items, side);
+    // Admission before any work: a request's items hold queue slots while they are tokenized, so
+    // under overload the 429 comes at once instead of after a wait behind the tokenizer pool.
+    const releaseSlots = model.batcher.reserve(request.items.length);
+    let tokenized: TokenizedItem[];
+    try {
+      tokenized = await this.tokenizers.tokenize(model, request.items, side);
+    } finally {
+      releaseSlots();
+    }
     const keys = tokenized.map((t) => tokenKey(t.ids));
-    const hits = keys.map((key) => this.cache.get(model.id, key));
+    const hits = keys.map((key) => this.cache.get(model.key, key));
     const misses = hits.filter((h) => h === undefined).length;
     this.metrics.cacheHits.inc({ model: model.name }, hits.length - misses);
     this.metrics.cacheMisses.inc({ model: model.name }, misses);
-    // All-or-nothing admission: a request that does not fit changes nothing and gets 429.
+    // All-or-nothing admission: a request that does not fit changes nothing and gets 429. Between
+    // releasing the reservation and queueing there is no await, so nothing can take the room.
     if (!model.batcher.hasRoomFor(misses)) throw queueFull(1);
 
     const rewards = await Promise.all(
@@ -330,7 +339,7 @@ export class Scorer {
         if (hit !== undefined) return hit;
         const key = keys[i] as string;
         const reward = await model.batcher.submit(ids, key, request.signal);
-        this.cache.set(model.id, key, reward);
+        this.cache.set(model.key, key, reward);
         return reward;
       }),
     );

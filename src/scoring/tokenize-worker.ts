@@ -1,11 +1,16 @@
 // Piscina worker: formats and tokenizes a request's items off the main thread. A 256-item
 // request of HH-RLHF dialogues costs ~110 ms of GPT-2 tokenization (measured, see
 // docs/benchmarks.md), long enough to stall every other request on the event loop.
-import { readModelFolder, type ModelSpec } from '../model/model-folder.js';
+import { LRUCache } from 'lru-cache';
+import { specFromFiles, type ModelFiles, type ModelSpec } from '../model/model-folder.js';
 import type { ScoreItem } from '../model/format.js';
 import type { TruncationSide } from '../model/tokenize.js';
 
 export interface TokenizeTask {
+  /** The loaded version's unique key (ModelVersion.key). */
+  model: string;
+  /** Sent when the worker does not know `model` yet; shown in messages. */
+  files?: ModelFiles;
   dir: string;
   items: ScoreItem[];
   side: TruncationSide;
@@ -13,16 +18,19 @@ export interface TokenizeTask {
 
 export type TokenizeResult =
   | { ok: true; ids: number[][]; truncated: boolean[] }
-  | { ok: false; index: number; message: string };
+  | { ok: false; index: number; message: string }
+  | { ok: false; unknownModel: true };
 
-// Version folders are immutable once complete, so a folder's spec can be cached by its path.
-const specs = new Map<string, ModelSpec>();
+// Specs by load key, built from the files the main thread read at load: never from the folder,
+// which may be gone or hold other weights by now. Bounded, since retired versions never return.
+const specs = new LRUCache<string, ModelSpec>({ max: 16 });
 
 export default function tokenize(task: TokenizeTask): TokenizeResult {
-  let spec = specs.get(task.dir);
+  let spec = specs.get(task.model);
   if (spec === undefined) {
-    spec = readModelFolder(task.dir);
-    specs.set(task.dir, spec);
+    if (task.files === undefined) return { ok: false, unknownModel: true };
+    spec = specFromFiles(task.dir, task.files);
+    specs.set(task.model, spec);
   }
   const ids: number[][] = [];
   const truncated: boolean[] = [];

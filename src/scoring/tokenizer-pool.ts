@@ -1,21 +1,40 @@
 // Tokenization for the scorer: inline for small requests (a worker round trip costs more than
-// tokenizing a few items), on a piscina worker pool for large ones so a 256-item request does not
-// hold the event loop for ~100 ms while other requests wait (measured: docs/benchmarks.md).
+// tokenizing a few items), on a piscina worker pool for large ones so a 256-item request, or one
+// carrying megabyte texts, does not hold the event loop while other requests wait (measured:
+// docs/benchmarks.md).
 import { Piscina } from 'piscina';
-import { invalidItem } from './errors.js';
+import { invalidItem, ScoringError } from './errors.js';
 import type { ScoreItem } from '../model/format.js';
 import type { ModelSpec } from '../model/model-folder.js';
 import type { TokenizedItem, TruncationSide } from '../model/tokenize.js';
 import type { TokenizeResult, TokenizeTask } from './tokenize-worker.js';
 
-/** Requests with fewer items are tokenized on the main thread. */
+/** Requests with fewer items are tokenized on the main thread… */
 export const POOL_MIN_ITEMS = 16;
+/** …unless their texts add up to this many characters (rendering and windowing still cost). */
+export const POOL_MIN_CHARS = 64 * 1024;
+/** Default longest item, in characters of its texts together (`--max-item-chars`). */
+export const DEFAULT_MAX_ITEM_CHARS = 1 << 20;
+
+/** What the pool needs of a loaded version: its unique key and spec. */
+export interface TokenizerModel {
+  key: string;
+  spec: ModelSpec;
+}
+
+export interface TokenizerPoolOptions {
+  /** Worker threads; 0 tokenizes everything inline. */
+  threads: number;
+  maxItemChars?: number;
+}
 
 export class TokenizerPool {
   private readonly pool: Piscina<TokenizeTask, TokenizeResult> | undefined;
+  private readonly maxItemChars: number;
 
-  /** @param threads worker threads; 0 tokenizes everything inline */
-  constructor(threads: number) {
+  constructor(options: TokenizerPoolOptions | number) {
+    const { threads, maxItemChars } = typeof options === 'number' ? { threads: options, maxItemChars: undefined } : options;
+    this.maxItemChars = maxItemChars ?? DEFAULT_MAX_ITEM_CHARS;
     this.pool =
       threads > 0
         ? new Piscina({
@@ -29,8 +48,17 @@ export class TokenizerPool {
         : undefined;
   }
 
-  async tokenize(spec: ModelSpec, items: readonly ScoreItem[], side: TruncationSide): Promise<TokenizedItem[]> {
-    if (this.pool === undefined || items.length < POOL_MIN_ITEMS) {
+  async tokenize(model: TokenizerModel, items: readonly ScoreItem[], side: TruncationSide): Promise<TokenizedItem[]> {
+    let chars = 0;
+    for (const [i, item] of items.entries()) {
+      const n = charsOf(item);
+      if (n > this.maxItemChars) {
+        throw new ScoringError('item_too_long', 413, `items[${i}] has ${n} characters; at most ${this.maxItemChars} per item (--max-item-chars)`);
+      }
+      chars += n;
+    }
+    const { spec } = model;
+    if (this.pool === undefined || (items.length < POOL_MIN_ITEMS && chars < POOL_MIN_CHARS)) {
       return items.map((item, i) => {
         try {
           return spec.tokenizer.encode(spec.formatter.render(item), side);
@@ -39,12 +67,26 @@ export class TokenizerPool {
         }
       });
     }
-    const result = await this.pool.run({ dir: spec.dir, items: [...items], side });
-    if (!result.ok) throw invalidItem(`items[${result.index}]: ${result.message}`);
+    const task: TokenizeTask = { model: model.key, dir: spec.dir, items: [...items], side };
+    let result = await this.pool.run(task);
+    // A worker meets each loaded version once: it then gets the files that version was read from.
+    if (!result.ok && 'unknownModel' in result) result = await this.pool.run({ ...task, files: spec.files });
+    if (!result.ok) {
+      if ('unknownModel' in result) throw new Error(`tokenizer worker could not build ${model.key}`);
+      throw invalidItem(`items[${result.index}]: ${result.message}`);
+    }
     return result.ids.map((ids, i) => ({ ids, truncated: result.truncated[i] as boolean }));
   }
 
   async close(): Promise<void> {
     await this.pool?.destroy();
   }
+}
+
+/** Characters of an item's texts, before any template is applied. */
+function charsOf(item: ScoreItem): number {
+  if ('text' in item) return item.text.length;
+  if ('messages' in item) return item.messages.reduce((n, m) => n + m.content.length, 0);
+  const prompt = typeof item.prompt === 'string' ? item.prompt.length : item.prompt.reduce((n, m) => n + m.content.length, 0);
+  return prompt + item.response.length;
 }

@@ -2,8 +2,10 @@
 // mode, with fs.watch to react sooner). A folder is loaded only once it is complete (marker
 // present) and has settled: its files looked the same for `settleMs`. So a half-written or
 // half-copied folder is never loaded; one that fails to load is not retried until it changes.
-import { readdirSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
+import { byVersion, folderFingerprint, isDirectory, listDir } from '../model/versions.js';
+import type { ModelVersion } from './model-version.js';
 import type { ModelRegistry } from './registry.js';
 
 export interface WatchOptions {
@@ -21,13 +23,14 @@ interface Observation {
   since: number;
 }
 
-const byVersion = new Intl.Collator('en', { numeric: true }).compare;
 
 export class ModelWatcher {
   private readonly seen = new Map<string, Observation>();
   /** Folders whose load failed, with the fingerprint they failed with. */
   private readonly refused = new Map<string, string>();
   private readonly watchers = new Map<string, FSWatcher>();
+  /** Loaded versions already reported as serving without their folder. */
+  private readonly gone = new Set<string>();
   private pollTimer: NodeJS.Timeout | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
   private wakeAt = Infinity;
@@ -81,9 +84,17 @@ export class ModelWatcher {
       if (this.stopped) return;
       if (!this.registry.follows(name)) continue;
       const newest = this.registry.newest(name);
-      if (newest === undefined || this.servingVersion(name) === newest) continue;
+      const serving = this.serving(name);
+      if (newest === undefined) {
+        if (serving !== undefined) this.noteGone(serving);
+        continue;
+      }
       const dir = this.versionDir(name, newest);
-      const fingerprint = fingerprintOf(dir);
+      if (serving !== undefined && !this.registry.supersedes(serving, newest, dir)) {
+        if (byVersion(newest, serving.version) < 0) this.noteGone(serving);
+        continue;
+      }
+      const fingerprint = folderFingerprint(dir);
       if (this.refused.get(dir) === fingerprint) continue;
       const now = performance.now();
       const seen = this.seen.get(dir);
@@ -107,17 +118,30 @@ export class ModelWatcher {
     }
   }
 
-  private servingVersion(name: string): string | undefined {
+  private serving(name: string): ModelVersion | undefined {
     try {
-      return this.registry.get(name).version;
+      return this.registry.get(name);
     } catch {
       return undefined;
     }
   }
 
+  private servingVersion(name: string): string | undefined {
+    return this.serving(name)?.version;
+  }
+
+  /** Says once per loaded version that its folder is gone and it serves from memory. */
+  private noteGone(serving: ModelVersion): void {
+    if (this.gone.has(serving.key)) return;
+    this.gone.add(serving.key);
+    this.options.log?.(
+      `watch: the folder of ${serving.id} is gone; it keeps serving from memory (load another version to change it)`,
+    );
+  }
+
   private versionDir(name: string, version: string): string {
     const flat = join(this.registry.root, name);
-    return version === '0' && safeList(flat).includes('model.onnx') ? flat : join(flat, version);
+    return version === '0' && listDir(flat).includes('model.onnx') ? flat : join(flat, version);
   }
 
   /** Schedules a scan at `at` (performance.now() time), keeping the earliest one pending. */
@@ -142,7 +166,7 @@ export class ModelWatcher {
       const modelDir = join(this.registry.root, name);
       wanted.add(modelDir);
       const serving = this.servingVersion(name);
-      for (const entry of safeList(modelDir)) {
+      for (const entry of listDir(modelDir)) {
         if (entry.startsWith('.') || (serving !== undefined && byVersion(entry, serving) <= 0)) continue;
         const dir = join(modelDir, entry);
         if (isDirectory(dir)) wanted.add(dir);
@@ -170,37 +194,3 @@ export class ModelWatcher {
   }
 }
 
-/** Names, sizes and modification times of the files under `dir` (two levels deep). */
-function fingerprintOf(dir: string, depth = 2): string {
-  const parts: string[] = [];
-  for (const entry of safeList(dir).sort()) {
-    const path = join(dir, entry);
-    try {
-      const stat = statSync(path);
-      if (stat.isDirectory()) {
-        if (depth > 0) parts.push(`${entry}/[${fingerprintOf(path, depth - 1)}]`);
-      } else {
-        parts.push(`${entry}:${stat.size}:${stat.mtimeMs}`);
-      }
-    } catch {
-      parts.push(`${entry}:gone`);
-    }
-  }
-  return parts.join(',');
-}
-
-function safeList(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
