@@ -2,7 +2,7 @@
 // answered from the old model's cache or tokenizer; deleting the serving version's folder must
 // not downgrade it nor break large requests; overload is refused before tokenization.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createService, type Service } from '../src/service.js';
@@ -156,6 +156,25 @@ describe('overload is refused before tokenization', () => {
       const reply = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { items: large.slice(0, 9) } });
       assert.equal(reply.statusCode, 413, reply.body);
       assert.match(reply.json<{ error: { message: string } }>().error.message, /--max-queue/);
+    } finally {
+      await service.close();
+    }
+  });
+});
+
+describe('model folders linked from outside the models root', () => {
+  test('a symlinked flat export outside the root is not served at startup (the admin API refuses it too)', async () => {
+    const root = tempModelsRoot();
+    const outside = tempModelsRoot();
+    writeBowModel(join(root, 'rm', '1'), { tokenizer: 'gpt2', seed: 1 });
+    writeBowModel(join(outside, 'flat'), { tokenizer: 'gpt2', seed: 2, manifest: false });
+    symlinkSync(join(outside, 'flat'), join(root, 'linked'));
+    const service = await createService({ modelsRoot: root, watch: false });
+    try {
+      assert.deepEqual(service.registry.names(), ['rm']);
+      assert.deepEqual(service.registry.versions('linked'), []);
+      const reply = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'linked', items: [known] } });
+      assert.equal(reply.statusCode, 404, reply.body);
     } finally {
       await service.close();
     }
