@@ -19,6 +19,7 @@ export interface ModelSpec {
   paddingSide: PaddingSide;
   truncationSide: TruncationSide;
   padId: number;
+  padIdSource: PadIdSource;
   formatter: PromptFormatter;
   tokenizer: ItemTokenizer;
   manifest: RmserveManifest | undefined;
@@ -74,7 +75,7 @@ export function specFromFiles(dir: string, files: ModelFiles): ModelSpec {
     throw modelLoadFailed(`${dir}: tokenizer.json does not load: ${(err as Error).message}`);
   }
 
-  const { specialTokens, chatTemplate, padId } = tokenizerSettings(tokenizer, tokenizerConfig, config);
+  const { specialTokens, chatTemplate, padId, padIdSource } = tokenizerSettings(tokenizer, tokenizerConfig, config);
   const maxLength = manifest?.max_length ?? firstLength(tokenizerConfig.model_max_length, config.n_positions, config.max_position_embeddings);
 
   return {
@@ -85,6 +86,7 @@ export function specFromFiles(dir: string, files: ModelFiles): ModelSpec {
     paddingSide: manifest?.padding_side ?? sideOf(tokenizerConfig.padding_side) ?? 'right',
     truncationSide: manifest?.truncation_side ?? sideOf(tokenizerConfig.truncation_side) ?? 'left',
     padId,
+    padIdSource,
     formatter: new PromptFormatter(chatTemplate, manifest?.prompt_format, specialTokens),
     tokenizer: new ItemTokenizer(tokenizer, maxLength),
     manifest,
@@ -99,17 +101,14 @@ export function tokenizerSettings(
   tokenizer: Tokenizer,
   tokenizerConfig: Json,
   config: Json = {},
-): { specialTokens: Record<string, string>; chatTemplate: string | undefined; padId: number } {
+): { specialTokens: Record<string, string>; chatTemplate: string | undefined; padId: number; padIdSource: PadIdSource } {
   const specialTokens: Record<string, string> = {};
   for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
     const token = tokenText(tokenizerConfig[key]);
     if (token !== undefined) specialTokens[key] = token;
   }
-  return {
-    specialTokens,
-    chatTemplate: chatTemplateOf(tokenizerConfig.chat_template),
-    padId: padIdOf(tokenizer, specialTokens, config),
-  };
+  const pad = padIdOf(tokenizer, specialTokens, config);
+  return { specialTokens, chatTemplate: chatTemplateOf(tokenizerConfig.chat_template), padId: pad.id, padIdSource: pad.source };
 }
 
 function readJson(path: string, required: boolean): Json | undefined {
@@ -165,14 +164,40 @@ function labelsFromConfig(config: Json): string[] | undefined {
   return labels.every((l, i) => l === `LABEL_${i}`) && labels.length === 1 ? undefined : labels;
 }
 
-function padIdOf(tokenizer: Tokenizer, special: Record<string, string>, config: Json): number {
-  for (const name of [special.pad_token, special.eos_token]) {
+/** Where a model's pad id came from, shown in /v1/models. */
+export type PadIdSource = 'config.pad_token_id' | 'tokenizer pad_token' | 'tokenizer eos_token' | 'config.eos_token_id' | 'default 0';
+
+/**
+ * The one pad-id rule, for loading and export alike. config.json's pad_token_id first: a
+ * transformers `*ForSequenceClassification` graph finds the last real token by comparing
+ * input_ids with it, so padding with anything else pools at a pad. Then the tokenizer's pad
+ * token, then its EOS (what transformers' pipelines fall back to), then config's eos_token_id.
+ */
+export function padIdOf(tokenizer: Tokenizer, special: Record<string, string>, config: Json): { id: number; source: PadIdSource } {
+  const fromConfig = firstId(config.pad_token_id);
+  if (fromConfig !== undefined) return { id: fromConfig, source: 'config.pad_token_id' };
+  for (const [key, source] of [['pad_token', 'tokenizer pad_token'], ['eos_token', 'tokenizer eos_token']] as const) {
+    const name = special[key];
     const id = name === undefined ? undefined : tokenizer.token_to_id(name);
-    if (id !== undefined) return id;
+    if (id !== undefined) return { id, source };
   }
-  for (const key of ['pad_token_id', 'eos_token_id']) {
-    const id = config[key];
-    if (typeof id === 'number') return id;
-  }
-  return 0;
+  const eos = firstId(config.eos_token_id);
+  if (eos !== undefined) return { id: eos, source: 'config.eos_token_id' };
+  return { id: 0, source: 'default 0' };
+}
+
+/** An id field of config.json: a number, or a list of them (Llama 3's eos_token_id) whose first counts. */
+function firstId(value: unknown): number | undefined {
+  const first = Array.isArray(value) ? (value as unknown[])[0] : value;
+  return typeof first === 'number' && Number.isInteger(first) && first >= 0 ? first : undefined;
+}
+
+/** config.json's KV-cache geometry, for decoder exports whose past inputs have symbolic dims. */
+export function cacheShapeHints(config: Json): { numKeyValueHeads?: number; headDim?: number } {
+  const num = (key: string): number | undefined => (typeof config[key] === 'number' ? (config[key] as number) : undefined);
+  const heads = num('num_attention_heads') ?? num('n_head');
+  const hidden = num('hidden_size') ?? num('n_embd');
+  const headDim = num('head_dim') ?? (heads !== undefined && hidden !== undefined ? hidden / heads : undefined);
+  const kvHeads = num('num_key_value_heads') ?? heads;
+  return { ...(kvHeads === undefined ? {} : { numKeyValueHeads: kvHeads }), ...(headDim === undefined ? {} : { headDim }) };
 }

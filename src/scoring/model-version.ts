@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { RmserveMetrics } from '../metrics.js';
 import { DynamicBatcher, type BatcherOptions } from './batcher.js';
 import { modelLoadFailed } from './errors.js';
-import { readModelFolder, type ModelSpec } from '../model/model-folder.js';
+import { cacheShapeHints, readModelFolder, type ModelSpec } from '../model/model-folder.js';
 import { folderFingerprint } from '../model/versions.js';
 import { RewardSession, type SessionOptions } from '../model/onnx-session.js';
 
@@ -15,11 +15,23 @@ export interface LoadOptions {
   metrics: RmserveMetrics;
 }
 
-/** Two items of different lengths, so padding is exercised by the smoke batch. */
-const SMOKE_ITEMS = [
+/**
+ * Two items of clearly different lengths for the load-time self-check: each scored alone and both
+ * in one padded batch must agree, or padding is being read as text (wrong pad id, padding side,
+ * position ids) and every batched reward would be wrong.
+ */
+const SELF_CHECK_ITEMS = [
   { prompt: 'Hello', response: 'Hi.' },
-  { prompt: 'What is the capital of France?', response: 'The capital of France is Paris.' },
+  {
+    prompt: 'What is the capital of France? Please answer in one full sentence.',
+    response: 'The capital of France is Paris, which lies on the Seine in the north of the country.',
+  },
 ];
+
+/** How far batched and single-row rewards may differ: float32 kernels reorder sums; fp16 rounds. */
+function selfCheckTolerance(outputType: string, value: number): number {
+  return outputType === 'float16' ? 2e-2 + 1e-2 * Math.abs(value) : 1e-3 + 1e-3 * Math.abs(value);
+}
 
 /**
  * After its queue drains, a retired version waits this long for late submissions before its
@@ -81,19 +93,9 @@ export class ModelVersion {
     // Taken before the files are read, so a folder rewritten during the load looks changed.
     const fingerprint = folderFingerprint(dir);
     const spec = readModelFolder(dir);
-    const session = await RewardSession.create(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session);
+    const session = await RewardSession.create(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session, cacheShapeHints(spec.files.config));
     try {
-      const rows = SMOKE_ITEMS.map((item) => spec.tokenizer.encode(spec.formatter.render(item), spec.truncationSide).ids);
-      const { rewards } = await session.run(rows);
-      const k = rewards[0]?.length ?? 0;
-      if (k === 0 || rewards.some((r) => r.length !== k || !r.every(Number.isFinite))) {
-        throw modelLoadFailed(`${name}@${version}: the smoke batch gave non-finite or inconsistent outputs`);
-      }
-      // Warm-up: ORT allocates per shape on first use; a single-row run is the trainer's common case.
-      const warm = await session.run(rows.slice(1));
-      if (!warm.rewards.every((r) => r.length === k && r.every(Number.isFinite))) {
-        throw modelLoadFailed(`${name}@${version}: the warm-up run gave non-finite outputs`);
-      }
+      const k = await selfCheck(`${name}@${version}`, spec, session);
       const { metrics } = options;
       const model = `${name}@${version}`;
       const batcher = new DynamicBatcher(
@@ -170,4 +172,35 @@ export class ModelVersion {
       metric.remove(labels);
     }
   }
+}
+
+/**
+ * Scores the self-check items alone and together in one padded batch (which also warms both
+ * shapes); returns the number of reward columns. Refuses the version when the outputs are not
+ * finite, not consistent, or change with padding.
+ */
+async function selfCheck(id: string, spec: ModelSpec, session: RewardSession): Promise<number> {
+  const rows = SELF_CHECK_ITEMS.map((item) => spec.tokenizer.encode(spec.formatter.render(item), spec.truncationSide).ids);
+  const batched = (await session.run(rows)).rewards;
+  const alone: Float32Array[] = [];
+  for (const row of rows) alone.push((await session.run([row])).rewards[0] as Float32Array);
+  const k = batched[0]?.length ?? 0;
+  if (k === 0 || [...batched, ...alone].some((r) => r.length !== k || !r.every(Number.isFinite))) {
+    throw modelLoadFailed(`${id}: the self-check batch gave non-finite or inconsistent outputs`);
+  }
+  for (const [i, row] of alone.entries()) {
+    for (let c = 0; c < k; c++) {
+      const single = row[c] as number;
+      const padded = (batched[i] as Float32Array)[c] as number;
+      if (Math.abs(single - padded) > selfCheckTolerance(session.outputType, single)) {
+        throw modelLoadFailed(
+          `${id}: refused by the padding self-check: a ${rows[i]?.length}-token text scores ${single.toFixed(4)} alone but ` +
+            `${padded.toFixed(4)} in a ${spec.paddingSide}-padded batch (pad id ${spec.padId}, from ${spec.padIdSource}). ` +
+            'Likely causes: the pad id the graph compares input_ids with (config.json pad_token_id), the padding side ' +
+            '(tokenizer_config.json padding_side or rmserve.json padding_side), or position ids not derived from the attention mask',
+        );
+      }
+    }
+  }
+  return k;
 }

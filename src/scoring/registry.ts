@@ -37,6 +37,10 @@ export interface ModelStatus {
     load_seconds: number;
     objectives: string[];
     max_length: number;
+    /** The id rows are padded with, and which rule gave it (src/model/model-folder.ts padIdOf). */
+    pad_id: number;
+    pad_id_source: string;
+    padding_side: string;
     metrics?: Record<string, unknown>;
   } | null;
   /** Complete versions on disk, oldest first. */
@@ -325,6 +329,9 @@ export class ModelRegistry {
             load_seconds: Number(model.loadSeconds.toFixed(4)),
             objectives: model.objectives,
             max_length: model.spec.maxLength,
+            pad_id: model.spec.padId,
+            pad_id_source: model.spec.padIdSource,
+            padding_side: model.spec.paddingSide,
             ...(model.spec.manifest?.metrics ? { metrics: model.spec.manifest.metrics } : {}),
           }
         : null,

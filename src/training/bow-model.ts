@@ -22,6 +22,12 @@ export interface BowGraphOptions {
   positionIdsInput?: boolean;
   /** Emit logits as [B] instead of [B,1] (single head only), as some exports do. */
   flatOutput?: boolean;
+  /**
+   * Find real tokens as `input_ids != padIdInGraph` instead of reading attention_mask, as
+   * transformers' *ForSequenceClassification pooling does with config.pad_token_id: a server
+   * that pads with another id then scores batched rows wrong (the load-time self-check's case).
+   */
+  padIdInGraph?: number;
 }
 
 export function buildBowRewardGraph(w: BowModelWeights, options: BowGraphOptions = {}): Uint8Array {
@@ -44,7 +50,8 @@ export function buildBowRewardGraph(w: BowModelWeights, options: BowGraphOptions
   }
   positions = g.op('Clip', [positions, g.scalar('int64', 0), g.scalar('int64', P - 1)]); // [B,T]
 
-  const m = g.cast(mask, 'float32'); // [B,T]
+  const real = options.padIdInGraph === undefined ? mask : g.cast(g.op('Not', [g.op('Equal', [ids, g.scalar('int64', options.padIdInGraph)])]), 'int64'); // [B,T]
+  const m = g.cast(real, 'float32'); // [B,T]
   const weight = g.mul(m, g.gather(posTable, positions)); // [B,T]
   const tokens = g.gather(table, ids); // [B,T,K]
   const summed = g.reduceSum(g.mul(tokens, g.unsqueeze(weight, [2])), [1], false); // [B,K]

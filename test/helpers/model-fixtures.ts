@@ -37,6 +37,10 @@ export interface FixtureOptions {
   manifest?: boolean;
   /** Extra tokenizer_config.json fields. */
   tokenizerConfig?: Record<string, unknown>;
+  /** Extra config.json fields (pad_token_id, …). */
+  config?: Record<string, unknown>;
+  /** The graph finds padding as input_ids == this id, as transformers' classifiers do (see BowGraphOptions). */
+  padIdInGraph?: number;
 }
 
 /** Writes a model folder at `dir` and returns the weights, so tests can compute expected scores. */
@@ -58,7 +62,7 @@ export function writeBowModel(dir: string, options: FixtureOptions): BowModelWei
     JSON.stringify({ ...baseConfig, model_max_length: maxLength, padding_side: options.paddingSide ?? 'right', ...options.tokenizerConfig }),
   );
   const id2label = Object.fromEntries((options.labels ?? Array.from({ length: numOutputs }, (_, i) => `LABEL_${i}`)).map((l, i) => [String(i), l]));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ architectures: ['BowForSequenceClassification'], id2label, n_positions: maxLength }));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ architectures: ['BowForSequenceClassification'], id2label, n_positions: maxLength, ...options.config }));
   if (options.manifest ?? true) {
     writeFileSync(
       join(dir, 'rmserve.json'),
