@@ -72,7 +72,7 @@ describe('a megabyte prompt costs what its kept part costs', () => {
   });
   after(() => service.close());
 
-  test('scoring a 1 MiB prompt hands the tokenizer a few kilobytes, and the reply equals whole-text tokenization', async () => {
+  test('scoring a megabyte prompt hands the tokenizer a few kilobytes, and the reply equals whole-text tokenization', async () => {
     const spec = service.registry.get('rm').spec;
     const tokenizer = spec.tokenizer.tokenizer;
     const seen: number[] = [];
@@ -82,7 +82,7 @@ describe('a megabyte prompt costs what its kept part costs', () => {
       return encode(text, options);
     }) as Tokenizer['encode'];
     try {
-      const prompt = longText(mulberry32(3), 1 << 20);
+      const prompt = longText(mulberry32(3), 1_000_000); // just under the default --max-item-chars (1 MiB)
       const item = { prompt, response: 'I would rather not help with that.' };
       const reply = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { items: [item] } });
       assert.equal(reply.statusCode, 200, reply.body);
@@ -98,5 +98,12 @@ describe('a megabyte prompt costs what its kept part costs', () => {
     } finally {
       tokenizer.encode = encode;
     }
+  });
+
+  test('an item over --max-item-chars is 413 naming the item and the limit, and changes nothing', async () => {
+    const item = { prompt: 'x '.repeat(600_000), response: 'ok' };
+    const reply = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ prompt: 'fine', response: 'fine' }, item] } });
+    assert.equal(reply.statusCode, 413, reply.body);
+    assert.match(reply.json<{ error: { message: string } }>().error.message, /items\[1\] has 1200002 characters; at most 1048576/);
   });
 });

@@ -36,6 +36,8 @@ export const HH_CHAT_TEMPLATE =
 
 export class PromptFormatter {
   private readonly template: Template | undefined;
+  /** Whether the template ends an assistant turn with the EOS token (Llama 2, Mistral, …). */
+  private readonly turnEndsWithEos: boolean;
 
   /**
    * @param chatTemplate a Jinja chat template (tokenizer_config.json's), or undefined
@@ -49,10 +51,13 @@ export class PromptFormatter {
   ) {
     const source = chatTemplate ?? (promptFormat === undefined ? HH_CHAT_TEMPLATE : undefined);
     this.template = source === undefined ? undefined : new Template(source);
+    const eos = specialTokens.eos_token;
+    this.turnEndsWithEos =
+      this.template !== undefined && eos !== undefined && eos !== '' && this.render({ prompt: 'a', response: 'b' }).text.trimEnd().endsWith(eos);
   }
 
   render(item: ScoreItem): RenderedItem {
-    if ('text' in item) return { text: item.text, responseStart: undefined };
+    if ('text' in item) return { text: this.stripTrailingSpecials(item.text), responseStart: undefined };
     const { prompt, response } = splitItem(item);
     if (this.template === undefined) return this.renderPromptFormat(prompt, response);
 
@@ -62,6 +67,29 @@ export class PromptFormatter {
     // the response whole; for the rest (rare) the boundary is unknown and truncation is plain.
     const responseStart = fullText.startsWith(promptText) ? promptText.length : undefined;
     return { text: fullText, responseStart };
+  }
+
+  /**
+   * A pre-formatted text (OpenRLHF's /get_reward queries) often ends with the EOS or pad tokens
+   * the policy generated; OpenRLHF's serve_rm strips them before scoring, and so does this, so a
+   * query scores like the same pair sent to /v1/score.
+   */
+  private stripTrailingSpecials(text: string): string {
+    const tails = [this.specialTokens.eos_token, this.specialTokens.pad_token].filter((t): t is string => t !== undefined && t !== '');
+    let end = text.length;
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const tail of tails) {
+        if (end >= tail.length && text.startsWith(tail, end - tail.length)) {
+          end -= tail.length;
+          changed = true;
+        }
+      }
+    }
+    if (end === text.length) return text;
+    // A template that closes the assistant's turn with EOS renders /v1/score's pairs ending in
+    // one EOS: keep one, so the same pair scores the same on both routes (serve_rm also appends one).
+    return text.slice(0, end) + (this.turnEndsWithEos ? (this.specialTokens.eos_token as string) : '');
   }
 
   private renderTemplate(messages: ChatMessage[], addGenerationPrompt: boolean): string {

@@ -64,7 +64,7 @@ export class ItemTokenizer {
 
   /** The reference behaviour: tokenize the whole text, then cut. Exact, and linear in the text. */
   encodeWhole(item: RenderedItem, side: TruncationSide): TokenizedItem {
-    const ids = this.tokenizer.encode(item.text, { add_special_tokens: true }).ids;
+    const ids = this.withoutDoubledSpecials(this.tokenizer.encode(item.text, { add_special_tokens: true }).ids);
     if (ids.length - this.prefix.length - this.suffix.length <= 0) {
       throw invalidItem('text tokenizes to no tokens');
     }
@@ -142,7 +142,23 @@ export class ItemTokenizer {
   }
 
   private wrap(body: number[], truncated: boolean): TokenizedItem {
-    return { ids: [...this.prefix, ...body, ...this.suffix], truncated };
+    return { ids: this.withoutDoubledSpecials([...this.prefix, ...body, ...this.suffix]), truncated };
+  }
+
+  /**
+   * Chat templates that begin with `{{ bos_token }}` (Llama 2 and 3, Gemma) and pre-formatted
+   * texts already hold the special prefix; add_special_tokens adds it again. transformers avoids
+   * that by tokenizing templates with add_special_tokens=False (and OpenRLHF's serve_rm its
+   * queries): drop the doubled copy, so a model never sees two BOS.
+   */
+  private withoutDoubledSpecials(ids: number[]): number[] {
+    const p = this.prefix.length;
+    const q = this.suffix.length;
+    let start = 0;
+    let end = ids.length;
+    if (p > 0 && end - start >= 2 * p && startsWithAt(ids, this.prefix, p)) start = p;
+    if (q > 0 && end - start >= 2 * q && startsWithAt(ids, this.suffix, end - 2 * q)) end -= q;
+    return start === 0 && end === ids.length ? ids : ids.slice(start, end);
   }
 
   private encodePlain(text: string): number[] {
@@ -164,6 +180,10 @@ function cutBefore(text: string, at: number): number {
   }
   const code = text.charCodeAt(at);
   return code >= 0xdc00 && code <= 0xdfff ? at + 1 : at;
+}
+
+function startsWithAt(ids: readonly number[], seq: readonly number[], at: number): boolean {
+  return seq.every((id, j) => ids[at + j] === id);
 }
 
 function indexOfSequence(haystack: number[], needle: number[]): number {
