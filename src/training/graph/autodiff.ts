@@ -1,9 +1,10 @@
 // Reverse-mode autodiff over a GraphBuilder: walks the recorded nodes backwards from a loss and
 // appends, into the same builder, the nodes that compute d loss / d param for each param. Each op's
-// vector-Jacobian product lives in rules.ts; this file only does the bookkeeping: which values carry
-// a gradient, summing contributions where a value fans out, zeros for params the loss never reaches.
+// vector-Jacobian product lives beside its shape inference in the op registry (ops/); this file only
+// does the bookkeeping: which values carry a gradient, summing contributions where a value fans
+// out, zeros for params the loss never reaches.
 import type { DType, GraphBuilder, GraphNode, Value } from './builder.js';
-import { vjpRules, zerosLike } from './rules.js';
+import { vjpRule, zerosLike } from './ops/index.js';
 
 export function isFloat(dtype: DType): boolean {
   return dtype === 'float32' || dtype === 'float64';
@@ -73,7 +74,7 @@ export function gradients(b: GraphBuilder, loss: Value, params: Value[], options
     if (!node.inputs.some(active) || !node.outputs.some(active)) continue;
     const g = node.outputs.map((o) => (active(o) ? gradOf(o) : null));
     if (g.every((x) => x === null)) continue;
-    const rule = vjpRules[node.opType];
+    const rule = vjpRule(node.opType);
     if (!rule) throw new Error(`gradients: no vector-Jacobian rule for ${node.opType} (node ${node.name})`);
     const needs = node.inputs.map(active);
     const inputGrads = rule({ b, node, x: node.inputs, y: node.outputs, g, needs: (k) => needs[k] === true });

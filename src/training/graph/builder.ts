@@ -1,9 +1,10 @@
 // A small typed recorder of ONNX nodes. Every Value carries its dtype and, where it was cheap to
 // infer, its shape (numbers for static dims, strings for symbolic ones such as 'batch'), so that
-// autodiff can decide broadcasting at build time. toModelProto() writes a ModelProto that
-// onnxruntime-node loads directly (ort.InferenceSession.create(bytes)).
+// autodiff can decide broadcasting at build time; each op's inference lives with its backward rule
+// in the op registry (ops/). toModelProto() writes a ModelProto that onnxruntime-node loads
+// directly (ort.InferenceSession.create(bytes)).
 import { ModelProto, OnnxAttributeType, OnnxDataType } from './onnx-proto.js';
-import { inferOutputs, isUnknownDim, type InferContext } from './shapes.js';
+import { defaultOutputCount, inferOutputs, isUnknownDim, type InferContext } from './ops/index.js';
 
 export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool';
 /** A static size, or a symbolic (dynamic) axis name. Names starting with '?' are unknown dims. */
@@ -222,9 +223,9 @@ export class GraphBuilder {
   }
 
   op(opType: string, inputs: (Value | null)[], attrs: Record<string, AttrValue> = {}, options: OpOptions = {}): Value {
-    // LayerNormalization always exposes Mean and InvStdDev, Dropout its mask, for their gradient rules.
-    const extra: Record<string, number> = { LayerNormalization: 3, Dropout: 2 };
-    const n = (options.domain ?? '') === '' ? extra[opType] ?? 1 : 1;
+    // Some ops always expose extra outputs their backward rules read (LayerNormalization's Mean and
+    // InvStdDev, Dropout's mask): the registry says how many.
+    const n = (options.domain ?? '') === '' ? defaultOutputCount(opType) : 1;
     return this.opMulti(opType, inputs, n, attrs, options)[0]!;
   }
 
