@@ -93,14 +93,22 @@ describe('bad requests', () => {
   });
 
   test('a full queue answers 429 with Retry-After at once and admits nothing', async () => {
-    const small = await createService({ modelsRoot: root, maxQueueItems: 2, cacheSize: 0, maxWaitMs: 50 });
+    const small = await createService({ modelsRoot: root, maxQueueItems: 2, cacheSize: 0, maxWaitMs: 2000 });
     try {
       const items = [0, 1, 2].map((i) => ({ prompt: `p${i}`, response: `r${i}` }));
-      const reply = await small.app.inject({ method: 'POST', url: '/v1/score', payload: { items } });
+      // Two items fill the queue while they wait out max-wait-ms; one more does not fit now.
+      const filling = small.app.inject({ method: 'POST', url: '/v1/score', payload: { items: items.slice(0, 2) } });
+      for (let i = 0; i < 200 && small.registry.get('rm').batcher.depth < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.equal(small.registry.get('rm').batcher.depth, 2);
+      const reply = await small.app.inject({ method: 'POST', url: '/v1/score', payload: { items: items.slice(2) } });
       assert.equal(reply.statusCode, 429, reply.body);
       assert.equal(reply.headers['retry-after'], '1');
       assert.equal(reply.json<{ error: { code: string } }>().error.code, 'overloaded');
-      assert.equal(small.registry.get('rm').batcher.depth, 0, 'nothing was queued');
+      assert.equal(small.registry.get('rm').batcher.depth, 2, 'nothing more was queued');
+      assert.equal((await filling).statusCode, 200);
+      // A request larger than the whole queue could never fit: 413, not a 429 to retry forever.
+      const never = await small.app.inject({ method: 'POST', url: '/v1/score', payload: { items } });
+      assert.equal(never.statusCode, 413, never.body);
       const ok = await small.app.inject({ method: 'POST', url: '/v1/score', payload: { items: items.slice(0, 2) } });
       assert.equal(ok.statusCode, 200, ok.body);
     } finally {
