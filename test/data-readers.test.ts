@@ -226,24 +226,32 @@ test('malformed records are counted by reason, never thrown', () => {
   assert.equal(stats.dropped.not_an_object, 2);
 });
 
-test('file shapes: .jsonl with bad lines, .json, .gz of either; unreadable files throw', () => {
+test('file shapes: .jsonl with blank lines, .json, .gz of either; a line that is not JSON and unreadable files throw', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rmserve-data-'));
   try {
     const records = [
       { prompt: 'q1', chosen: 'a', rejected: 'b' },
       { prompt: 'q2', chosen: 'c', rejected: 'd' },
     ];
-    const jsonl = `${JSON.stringify(records[0])}\n\n{not json\n${JSON.stringify(records[1])}\n`;
+    const jsonl = `${JSON.stringify(records[0])}\n\n${JSON.stringify(records[1])}\n`;
     writeFileSync(join(dir, 'p.jsonl'), jsonl);
     writeFileSync(join(dir, 'p.jsonl.gz'), gzipSync(jsonl));
     writeFileSync(join(dir, 'p.json'), `\uFEFF${JSON.stringify(records)}`);
     writeFileSync(join(dir, 'p.json.gz'), gzipSync(JSON.stringify(records)));
     for (const name of ['p.jsonl', 'p.jsonl.gz']) {
-      const { pairs, stats } = readPreferenceFileWithStats(join(dir, name));
+      const { pairs, stats, lines } = readPreferenceFileWithStats(join(dir, name));
       assert.deepEqual(pairs.map((p) => p.chosen), ['a', 'c']);
       assert.equal(pairs[0]!.source, name);
-      assert.deepEqual(stats.dropped, { invalid_json: 1 });
-      assert.equal(stats.records, 3);
+      assert.deepEqual(stats.dropped, {});
+      assert.equal(stats.records, 2);
+      assert.deepEqual(lines, [1, 3]);
+    }
+    // A line that does not parse is an error at its line, not a silently smaller data set.
+    const broken = `${JSON.stringify(records[0])}\n\n{not json\n${JSON.stringify(records[1])}\n`;
+    writeFileSync(join(dir, 'broken.jsonl'), broken);
+    writeFileSync(join(dir, 'broken.jsonl.gz'), gzipSync(broken));
+    for (const name of ['broken.jsonl', 'broken.jsonl.gz']) {
+      assert.throws(() => readPreferenceFile(join(dir, name)), (err: Error) => err.message.startsWith(`${join(dir, name)}:3: not valid JSON`));
     }
     for (const name of ['p.json', 'p.json.gz']) assert.deepEqual(readPreferenceFile(join(dir, name)).map((p) => p.rejected), ['b', 'd']);
     writeFileSync(join(dir, 'obj.json'), '{"data": []}');

@@ -1,11 +1,12 @@
 // Writes a model folder the server loads (docs/design.md, Model folder contract): model.onnx (the forward graph
 // with the trained weights as initializers), tokenizer.json, tokenizer_config.json, config.json
-// and, last, rmserve.json — the registry treats a version as complete once its manifest exists,
-// so a folder being written is never served half-done.
+// and, last, rmserve.json. The folder is built under a dot-name beside its target (the registry
+// ignores dot-names) and renamed into place, so a kill at any moment leaves either the previous
+// folder or the new one, never a mixture or a folder without its manifest.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createReadStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { parseManifest, type RmserveManifest } from '../model/manifest.js';
 import { GraphBuilder } from './graph/builder.js';
 import { MODEL_OPSET, buildForward, declareParamInitializers, type ModelWeights, type RewardModelConfig } from './model.js';
@@ -58,15 +59,72 @@ export function hfConfig(config: RewardModelConfig, objectives: string[], padId:
   };
 }
 
-export function exportRewardModel(options: ExportOptions): RmserveManifest {
+const STAGING = '.staging-';
+const REPLACED = '.replaced-';
+
+function siblings(outDir: string, kind: string): string[] {
+  const parent = dirname(outDir);
+  const prefix = `.${basename(outDir)}${kind}`;
+  return existsSync(parent) ? readdirSync(parent).filter((n) => n.startsWith(prefix)).map((n) => join(parent, n)) : [];
+}
+
+function pidAlive(name: string): boolean {
+  const pid = Number(name.slice(name.lastIndexOf('-') + 1));
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * An empty folder to build a version of `outDir` in, beside it (so the final rename stays on one
+ * file system). Tidies up after earlier exports that were killed: their half-built folders go,
+ * and a previous version that was moved aside but never replaced is moved back.
+ */
+export function createStagingFolder(outDir: string): string {
+  for (const dir of siblings(outDir, STAGING)) if (!pidAlive(dir)) rmSync(dir, { recursive: true, force: true });
+  const replaced = siblings(outDir, REPLACED).filter((dir) => !pidAlive(dir));
+  if (!existsSync(outDir) && replaced.length > 0) renameSync(replaced[0] as string, outDir);
+  for (const dir of siblings(outDir, REPLACED)) if (!pidAlive(dir)) rmSync(dir, { recursive: true, force: true });
+  const staging = join(dirname(outDir), `.${basename(outDir)}${STAGING}${process.pid}`);
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { recursive: true });
+  return staging;
+}
+
+/**
+ * Puts the finished `staging` folder at `outDir`. With no previous version this is one rename.
+ * A previous version is moved aside first (POSIX rename cannot replace a non-empty folder):
+ * between the two renames outDir is briefly absent, and a kill there leaves the previous version
+ * whole under its aside name, which the next createStagingFolder moves back.
+ */
+export function publishModelFolder(staging: string, outDir: string): void {
+  if (!existsSync(outDir)) {
+    renameSync(staging, outDir);
+    return;
+  }
+  const aside = join(dirname(outDir), `.${basename(outDir)}${REPLACED}${process.pid}`);
+  rmSync(aside, { recursive: true, force: true });
+  renameSync(outDir, aside);
+  try {
+    renameSync(staging, outDir);
+  } catch (err) {
+    renameSync(aside, outDir);
+    throw err;
+  }
+  rmSync(aside, { recursive: true, force: true });
+}
+
+/** exportRewardModel's files, written straight into `options.outDir`: a staging folder nothing reads yet. */
+export function writeModelFiles(options: ExportOptions): RmserveManifest {
   const { outDir, config, objectives } = options;
   if (objectives.length !== config.numObjectives) {
     throw new Error(`${objectives.length} objective names for a model with ${config.numObjectives} reward columns`);
   }
   mkdirSync(outDir, { recursive: true });
-  // An earlier export into the same folder stops being "complete" before anything is replaced.
-  rmSync(join(outDir, 'rmserve.json'), { force: true });
-
   writeFileSync(join(outDir, 'model.onnx'), forwardModelProto(config, options.weights));
   writeFileSync(join(outDir, 'tokenizer.json'), JSON.stringify(options.tokenizer.tokenizerJson));
   writeFileSync(join(outDir, 'tokenizer_config.json'), JSON.stringify(options.tokenizer.tokenizerConfig, null, 2) + '\n');
@@ -84,10 +142,20 @@ export function exportRewardModel(options: ExportOptions): RmserveManifest {
     metrics: options.metrics ?? {},
     provenance: options.provenance ?? {},
   });
-  const tmp = join(outDir, '.rmserve.json.tmp');
-  writeFileSync(tmp, JSON.stringify(manifest, null, 2) + '\n');
-  renameSync(tmp, join(outDir, 'rmserve.json'));
+  writeFileSync(join(outDir, 'rmserve.json'), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;
+}
+
+export function exportRewardModel(options: ExportOptions): RmserveManifest {
+  const staging = createStagingFolder(options.outDir);
+  try {
+    const manifest = writeModelFiles({ ...options, outDir: staging });
+    publishModelFolder(staging, options.outDir);
+    return manifest;
+  } catch (err) {
+    rmSync(staging, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 function padIdOf(files: TokenizerFiles): number | undefined {

@@ -5,14 +5,14 @@
 // Resume is exact because everything that decides the next step is either in the checkpoint
 // (float32 parameters and moments, stored bit-for-bit; the step) or a pure function of the seed
 // and the step (the batch order: epoch e's order comes from seed + e alone).
-import { appendFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadCheckpoint, saveCheckpoint, type Param } from './checkpoint.js';
 import { RewardForward, pairMetrics, scorePairs, tensorsToWeights, weightsToTensors, type PairMetrics, type ParamTensors } from './evaluate.js';
 import type { EncodedPair } from './encode.js';
 import type { LrSchedule } from './graph/optim.js';
-import { lossNeeds, type LossConfig, type LossNeeds } from './losses.js';
+import { lossConfig, lossNeeds, type LossConfig, type LossNeeds } from './losses.js';
 import { dropoutMask, parameterSpecs, seededRandom, type ModelWeights, type RewardModelConfig } from './model.js';
 import { padBatch, responseTokens } from './batch.js';
 import { TrainStep, zeroMoments, type StepBatch, type TrainState } from './step.js';
@@ -67,6 +67,13 @@ export interface LoopOptions {
   metricsPath?: string;
   /** continue from this checkpoint (written by an earlier run with the same options) */
   resume?: string;
+  /** the metrics log of the run `resume` continues (default: metricsPath) */
+  resumeMetricsPath?: string;
+  /**
+   * The caller's settings a resumed run must share with the run that wrote the checkpoint (data,
+   * split, tokenizer …), keyed by the CLI option that sets each; the loop adds its own.
+   */
+  settings?: Record<string, unknown>;
   /** stop after this step although the schedule runs to `steps` (an interrupted run) */
   stopAfter?: number;
   /** stop after the current step, write last.safetensors and return (Ctrl-C in the CLI) */
@@ -194,6 +201,71 @@ function fromParams(c: RewardModelConfig, params: Map<string, Param>, what: stri
   );
 }
 
+// Everything that decides the trajectory, by the option a user would change to alter it: a resume
+// that differs in any of these would silently train a model that neither run describes.
+export function loopSettings(options: Pick<LoopOptions, 'model' | 'loss' | 'headDropout' | 'optimizer' | 'steps' | 'batchSize' | 'seed' | 'settings'>): Record<string, unknown> {
+  const o = options.optimizer;
+  const l = lossConfig(options.loss);
+  const m = options.model;
+  return {
+    ...options.settings,
+    '--seed': options.seed, '--steps': options.steps, '--batch-size': options.batchSize, '--head-dropout': options.headDropout ?? 0,
+    '--lr': o.lr, '--warmup': o.warmup, '--min-lr-ratio': o.minLrRatio, '--weight-decay': o.weightDecay, '--clip': o.clip,
+    '--beta1': o.beta1, '--beta2': o.beta2, 'AdamW eps': o.eps,
+    '--method': l.method, '--margin/--no-margin': l.margin, '--centering': l.centering, '--label-smoothing': l.labelSmoothing,
+    '--pcrm-beta1': l.pcrm.beta1, '--pcrm-beta2': l.pcrm.beta2, '--pcrm-beta3': l.pcrm.beta3, '--pcrm-similarity': l.pcrm.similarity,
+    '--similarity-encoder': l.pcrm.encoder ?? null,
+    '--haf-rm-ratio': l.haf.rmRatio, '--haf-dpo-ratio': l.haf.dpoRatio, '--haf-beta': l.haf.beta,
+    '--grm-alpha': l.grm.alpha, '--grm-beta': l.grm.beta, '--grm-reg': l.grm.reg,
+    ...modelSettings(m),
+  };
+}
+
+function modelSettings(m: RewardModelConfig): Record<string, unknown> {
+  return {
+    '--d-model': m.dModel, '--layers': m.nLayers, '--heads': m.nHeads, '--max-length': m.maxLength, '--head': m.head, '--head-hidden': m.headHidden,
+    'vocabulary size (--vocab-size, --tokenizer)': m.vocabSize, 'reward columns (objectives of the data, --objective)': m.numObjectives,
+    'MLP width': m.dMlp, 'activation': m.activation, 'LayerNorm eps': m.layerNormEps, 'init std': m.initStd,
+  };
+}
+
+// Checkpoints from before `settings` was stored hold these; comparing them still catches the usual mistakes.
+function legacySettings(state: Record<string, unknown>): Record<string, unknown> {
+  const model = state.model as RewardModelConfig | undefined;
+  return {
+    ...(state.seed === undefined ? {} : { '--seed': state.seed }),
+    ...(state.steps === undefined ? {} : { '--steps': state.steps }),
+    ...(state.batchSize === undefined ? {} : { '--batch-size': state.batchSize }),
+    ...(model === undefined ? {} : modelSettings(model)),
+  };
+}
+
+/** The settings a resume would change, as "--seed 1 (this run: 2)"; empty when it may go on. */
+export function settingsMismatch(saved: Record<string, unknown>, current: Record<string, unknown>): string[] {
+  const show = (v: unknown): string => (v === undefined ? 'unset' : typeof v === 'string' ? v : JSON.stringify(v));
+  return Object.keys(current)
+    .filter((k) => k in saved && JSON.stringify(saved[k]) !== JSON.stringify(current[k]))
+    .map((k) => `${k} ${show(saved[k])} (this run: ${show(current[k])})`);
+}
+
+// The log of the continued run up to the checkpoint's step: a killed run may have logged steps
+// after its last checkpoint, which the resumed run does again. A line cut off by the kill is dropped.
+function metricsUpTo(path: string, step: number): { text: string; evalAtStep: boolean } {
+  if (!existsSync(path)) return { text: '', evalAtStep: false };
+  let evalAtStep = false;
+  const kept = readFileSync(path, 'utf8').split('\n').filter((line) => {
+    try {
+      const rec = JSON.parse(line) as { step?: unknown; kind?: unknown };
+      if (typeof rec.step !== 'number' || rec.step > step) return false;
+      if (rec.step === step && rec.kind === 'eval') evalAtStep = true;
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return { text: kept.map((line) => line + '\n').join(''), evalAtStep };
+}
+
 interface ResumeState {
   bestStep: number;
   bestAccuracy: number | null;
@@ -205,20 +277,23 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   if (data.train.length === 0) throw new Error('no training pairs');
   mkdirSync(options.checkpointDir, { recursive: true });
-  if (options.metricsPath) {
-    mkdirSync(dirname(options.metricsPath), { recursive: true });
-    // A fresh run starts a fresh log; a resumed one appends to the log of the run it continues.
-    if (!options.resume) writeFileSync(options.metricsPath, '');
-  }
+  const settings = loopSettings(options);
   const lastPath = join(options.checkpointDir, 'last.safetensors');
   const bestPath = join(options.checkpointDir, 'best.safetensors');
 
   let state: TrainState;
   let resume: ResumeState = { bestStep: 0, bestAccuracy: null, bestValidation: null };
   let best: ParamTensors | undefined;
+  // A run resumed from its final checkpoint evaluates that step again for its result; the log has it.
+  let evalLoggedAt: number | undefined;
   if (options.resume) {
     const ckpt = loadCheckpoint(options.resume);
     if (!ckpt.adam) throw new Error(`${options.resume} holds weights only; resuming needs the optimizer moments`);
+    const saved = (ckpt.state.settings as Record<string, unknown> | undefined) ?? legacySettings(ckpt.state);
+    const differ = settingsMismatch(saved, settings);
+    if (differ.length > 0) {
+      throw new Error(`--resume ${options.resume}: the checkpoint was written with ${differ.join(', ')}; resume with the options of the run it continues, or start a new run without --resume`);
+    }
     const params = fromParams(model, ckpt.params, options.resume);
     state = { params, m: fromParams(model, ckpt.adam.m, options.resume), v: fromParams(model, ckpt.adam.v, options.resume), step: ckpt.step };
     resume = {
@@ -227,9 +302,25 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
       bestValidation: (ckpt.state.bestValidation as PairMetrics | null) ?? null,
     };
     const bestFile = join(dirname(options.resume), 'best.safetensors');
-    if (resume.bestAccuracy !== null && existsSync(bestFile)) best = fromParams(model, loadCheckpoint(bestFile).params, bestFile);
+    if (resume.bestAccuracy !== null && existsSync(bestFile)) {
+      // best.safetensors is written just before last.safetensors: after a kill between the two it
+      // holds a later step than this checkpoint knows of, which the resumed run reaches again.
+      const saved = loadCheckpoint(bestFile);
+      if (saved.step === resume.bestStep) best = fromParams(model, saved.params, bestFile);
+    }
+    if (options.metricsPath) {
+      const kept = metricsUpTo(options.resumeMetricsPath ?? options.metricsPath, state.step);
+      if (kept.evalAtStep) evalLoggedAt = state.step;
+      mkdirSync(dirname(options.metricsPath), { recursive: true });
+      writeFileSync(`${options.metricsPath}.tmp`, kept.text);
+      renameSync(`${options.metricsPath}.tmp`, options.metricsPath);
+    }
     log(`resumed from ${options.resume} at step ${state.step}`);
   } else {
+    if (options.metricsPath) {
+      mkdirSync(dirname(options.metricsPath), { recursive: true });
+      writeFileSync(options.metricsPath, '');
+    }
     const params = weightsToTensors(model, init);
     state = { params, m: zeroMoments(params), v: zeroMoments(params), step: 0 };
   }
@@ -262,15 +353,17 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
     const rejected = scored.rejected.map((r, i) => r.subarray((data.validation[i] as TrainExample).objective));
     return pairMetrics(chosen, rejected);
   };
+  // saveCheckpoint writes a temporary file and renames it, so a kill leaves the previous checkpoint.
   const saveLast = (): void => {
-    const tmp = `${lastPath}.tmp`;
-    saveCheckpoint(tmp, {
+    saveCheckpoint(lastPath, {
       params: toParams(state.params),
       adam: { m: toParams(state.m), v: toParams(state.v) },
       step: state.step,
-      state: { bestStep: resume.bestStep, bestAccuracy: resume.bestAccuracy, bestValidation: resume.bestValidation, seed: options.seed, steps, batchSize: options.batchSize, model },
+      state: {
+        bestStep: resume.bestStep, bestAccuracy: resume.bestAccuracy, bestValidation: resume.bestValidation,
+        seed: options.seed, steps, batchSize: options.batchSize, model, settings,
+      },
     });
-    renameSync(tmp, lastPath);
   };
 
   const needs = lossNeeds(options.loss);
@@ -293,7 +386,7 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
     lastValidation = metrics;
     const rec: EvalRecord = { kind: 'eval', split: 'validation', step: state.step, ...metrics };
     evalRecords.push(rec);
-    record(rec);
+    if (rec.step !== evalLoggedAt) record(rec);
     if (resume.bestAccuracy === null || metrics.accuracy > resume.bestAccuracy) {
       resume = { bestStep: state.step, bestAccuracy: metrics.accuracy, bestValidation: metrics };
       best = new Map(state.params);

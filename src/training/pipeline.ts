@@ -2,14 +2,15 @@
 // user's or one trained on the training split), encode with the server's formatter/tokenizer,
 // train, evaluate the kept weights on validation and test beside the length and bag-of-words
 // baselines, and export the model folder with its metrics and provenance.
+import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { executionProviders } from '../model/onnx-session.js';
 import { lengthBaseline, trainBagOfWords, pairwiseAccuracy } from './baselines.js';
-import { readPreferenceFileWithStats, formatReadStats, type PreferencePair } from './data.js';
+import { readPreferenceFileWithStats, formatDroppedLines, formatReadStats, promptKey, type PreferencePair } from './data.js';
 import { completeTokenizerConfig, PairEncoder, readTokenizerFiles, type TokenizerFiles } from './encode.js';
 import { LogProbForward, RewardForward, pairMetrics, scorePairs, weightsToTensors, type PairMetrics } from './evaluate.js';
-import { exportRewardModel, gitCommit, sha256File } from './export.js';
+import { createStagingFolder, gitCommit, publishModelFolder, sha256File, writeModelFiles } from './export.js';
 import { DEFAULT_LOSS, lossConfig, lossNeeds, type LossConfig } from './losses.js';
 import { TfidfModel, deltaStar, lengthRatio } from './similarity.js';
 import { SimilarityEncoder } from './similarity-encoder.js';
@@ -113,17 +114,26 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
 
   // ---- data
   const all: PreferencePair[] = [];
+  const origin = new Map<PreferencePair, { path: string; line: number }>();
   const dataProvenance: { path: string; sha256: string; pairs: number }[] = [];
   for (const path of o.data) {
-    const { pairs, stats } = readPreferenceFileWithStats(path);
-    log(formatReadStats(stats));
-    all.push(...pairs);
-    dataProvenance.push({ path, sha256: await sha256File(path), pairs: pairs.length });
+    const file = readPreferenceFileWithStats(path);
+    log(formatReadStats(file.stats));
+    if (Object.keys(file.droppedLines).length > 0) log(`${file.stats.source}: skipped ${formatDroppedLines(file)}`);
+    file.pairs.forEach((p, i) => origin.set(p, { path, line: file.lines[i] as number }));
+    all.push(...file.pairs);
+    dataProvenance.push({ path, sha256: await sha256File(path), pairs: file.pairs.length });
   }
   const split = splitByPrompt(all, o.split);
   const trainPairs = o.maxTrainPairs > 0 ? split.train.slice(0, o.maxTrainPairs) : split.train;
   log(`split by prompt: ${split.train.length} train (using ${trainPairs.length}), ${split.validation.length} validation, ${split.test.length} test pairs`);
+  if (trainPairs.length === 0) {
+    const prompts = new Set(all.map((p) => promptKey(p.prompt))).size;
+    throw new Error(`no training pairs: the split by prompt (--split ${o.split.train},${o.split.validation},${o.split.test}) puts all ${all.length} pairs ` +
+      `(${prompts} distinct prompt${prompts > 1 ? 's' : ''}) in validation and test; give more data (more distinct prompts) or a larger train fraction`);
+  }
   const objectives = [...new Set(all.map((p) => p.objective ?? o.objective))].sort();
+  const tokenizerSha = o.tokenizer ? await sha256File(o.tokenizer) : undefined;
 
   // ---- tokenizer
   let tokenizer: TokenizerFiles;
@@ -137,6 +147,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     log(`trained a byte-level BPE tokenizer (${o.vocabSize} tokens) on the training split in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
   const encoder = new PairEncoder(tokenizer, o.maxLength);
+  if (o.tokenizer) checkTexts(encoder, [...trainPairs, ...split.validation, ...split.test], origin, o.tokenizer);
   const needs = lossNeeds(o.loss);
   const encode = (pairs: readonly PreferencePair[], responseStart = false): TrainExample[] =>
     pairs.map((p) => ({ ...encoder.encode(p, { responseStart }), margin: p.margin ?? 0, objective: objectives.indexOf(p.objective ?? o.objective) }));
@@ -175,10 +186,24 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
   // From the initial weights (the seed's, or --init-from's), also on --resume: the same references as the uninterrupted run.
   if (needs.reference) await addReferenceLogProbs(config, init, train, encoder.padId, session, log);
   const t0 = performance.now();
+  const checkpointDir = o.checkpointDir ?? defaultCheckpointDir(o.out);
+  // The log grows beside the checkpoints and goes into the model folder with the export: --out
+  // holds the previous version untouched until the new one replaces it whole.
+  const metricsPath = join(checkpointDir, 'train-metrics.jsonl');
   const loop = await trainLoop({
     model: config, loss: o.loss, headDropout: o.headDropout ?? 0, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
-    evalEvery: o.evalEvery, seed: o.seed, checkpointDir: o.checkpointDir ?? defaultCheckpointDir(o.out),
-    metricsPath: join(o.out, 'train-metrics.jsonl'), resume: o.resume, stopAfter: o.stopAfter,
+    evalEvery: o.evalEvery, seed: o.seed, checkpointDir,
+    metricsPath, resume: o.resume, stopAfter: o.stopAfter,
+    ...(o.resume ? { resumeMetricsPath: resumeMetrics(o.resume, o.out) } : {}),
+    settings: {
+      '--data': dataProvenance.map((d) => `${basename(d.path)} (sha256 ${d.sha256.slice(0, 12)})`),
+      '--split': `${o.split.train},${o.split.validation},${o.split.test}`,
+      '--max-train-pairs': o.maxTrainPairs,
+      '--tokenizer': tokenizerSha === undefined ? 'none (a BPE trained on the training split)' : `sha256 ${tokenizerSha.slice(0, 12)}`,
+      '--vocab-size': o.tokenizer ? null : o.vocabSize,
+      '--init-from': o.initFrom ?? null,
+      'objective names (--objective, the data\'s objective fields)': objectives,
+    },
     progress: o.progress, session, log, signal: o.signal,
   }, { train, validation }, init, encoder.padId);
   const trainSeconds = (performance.now() - t0) / 1000;
@@ -236,68 +261,78 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
 
   // ---- export
   const outDir = o.out;
-  const manifest = exportRewardModel({
-    outDir, config, weights: loop.best, tokenizer, objectives, ...(reference ? { reference } : {}),
-    name: basename(dirname(resolve(outDir))), version: basename(resolve(outDir)),
-    metrics,
-    provenance: {
-      data: dataProvenance,
-      split: { method: 'sha256 of the prompt', ...o.split },
-      tokenizer: o.tokenizer ? { path: o.tokenizer, sha256: await sha256File(o.tokenizer) } : { trained: 'byte-level BPE on the training split', vocab_size: o.vocabSize },
-      init: o.initFrom ? { from: o.initFrom } : { seed: o.seed },
-      config,
-      method: o.loss.method,
-      loss: lossConfig(o.loss),
-      head_dropout: o.headDropout ?? 0,
-      zero_head: zeroHead,
-      optimizer: o.optimizer,
-      steps: o.steps,
-      batch_size: o.batchSize,
-      seed: o.seed,
-      git_commit: gitCommit() ?? null,
-      command: o.command ?? null,
-      created_at: new Date().toISOString(),
-    },
-  });
-  log(`exported ${outDir} (best step ${loop.bestStep})`);
-
-  // ---- report.html beside the model, with an evaluation of the exported folder on the test split
-  if (o.report ?? true) {
-    // rmserve eval's test split is the trainer's only with the default fractions; with others the
-    // report has no evaluation rather than one that mixes in training pairs.
-    const sameSplit = o.split.train === TRAINER_SPLIT.train && o.split.validation === TRAINER_SPLIT.validation && o.split.test === TRAINER_SPLIT.test;
-    let evalResult: EvalResult | undefined;
-    let evaluated = sameSplit ? 'test' : 'none: --split differs from rmserve eval\'s 0.8,0.1,0.1';
-    if (sameSplit) {
-      try {
-        evalResult = await evaluateFiles({
-          model: outDir, data: o.data, split: 'test', device: o.device ?? 'cpu', ...(o.threads ? { intraOpThreads: o.threads } : {}),
-        });
-      } catch (err) {
-        // The model is exported; a report without the evaluation beats a failed run.
-        evaluated = `none: ${(err as Error).message}`;
-        log(`report: could not evaluate the test split: ${(err as Error).message}`);
-      }
-    }
-    writeTrainingReport(outDir, {
-      title: `Training report: ${basename(dirname(resolve(outDir)))}/${basename(resolve(outDir))} (${o.loss.method})`,
-      metricsLogPath: join(outDir, 'train-metrics.jsonl'),
-      evalResult,
-      config: {
-        method: o.loss.method, loss: lossConfig(o.loss), head: config.head, head_dropout: o.headDropout ?? 0, zero_head: zeroHead,
-        d_model: config.dModel, layers: config.nLayers, heads: config.nHeads, vocab: config.vocabSize, max_length: config.maxLength,
-        steps: o.steps, batch_size: o.batchSize, optimizer: o.optimizer, seed: o.seed, data: o.data,
-        evaluated_split: evaluated,
-      },
-      finalMetrics: {
-        ...(testMetrics ? { test_accuracy: Number(testMetrics.accuracy.toFixed(4)) } : {}),
-        ...(loop.bestValidation ? { validation_accuracy: Number(loop.bestValidation.accuracy.toFixed(4)) } : {}),
-        best_step: loop.bestStep,
-        train_seconds: Math.round(trainSeconds),
+  const staging = createStagingFolder(outDir);
+  let manifest: RmserveManifest;
+  try {
+    manifest = writeModelFiles({
+      outDir: staging, config, weights: loop.best, tokenizer, objectives, ...(reference ? { reference } : {}),
+      name: basename(dirname(resolve(outDir))), version: basename(resolve(outDir)),
+      metrics,
+      provenance: {
+        data: dataProvenance,
+        split: { method: 'sha256 of the prompt', ...o.split },
+        tokenizer: o.tokenizer ? { path: o.tokenizer, sha256: tokenizerSha } : { trained: 'byte-level BPE on the training split', vocab_size: o.vocabSize },
+        init: o.initFrom ? { from: o.initFrom } : { seed: o.seed },
+        config,
+        method: o.loss.method,
+        loss: lossConfig(o.loss),
+        head_dropout: o.headDropout ?? 0,
+        zero_head: zeroHead,
+        optimizer: o.optimizer,
+        steps: o.steps,
+        batch_size: o.batchSize,
+        seed: o.seed,
+        git_commit: gitCommit() ?? null,
+        command: o.command ?? null,
+        created_at: new Date().toISOString(),
       },
     });
-    log(`wrote ${join(outDir, 'report.html')}`);
+    copyFileSync(metricsPath, join(staging, 'train-metrics.jsonl'));
+
+    // ---- report.html beside the model, with an evaluation of the exported folder on the test split
+    if (o.report ?? true) {
+      // rmserve eval's test split is the trainer's only with the default fractions; with others the
+      // report has no evaluation rather than one that mixes in training pairs.
+      const sameSplit = o.split.train === TRAINER_SPLIT.train && o.split.validation === TRAINER_SPLIT.validation && o.split.test === TRAINER_SPLIT.test;
+      let evalResult: EvalResult | undefined;
+      let evaluated = sameSplit ? 'test' : 'none: --split differs from rmserve eval\'s 0.8,0.1,0.1';
+      if (sameSplit) {
+        try {
+          evalResult = await evaluateFiles({
+            model: staging, data: o.data, split: 'test', device: o.device ?? 'cpu', ...(o.threads ? { intraOpThreads: o.threads } : {}),
+          });
+          evalResult = { ...evalResult, model: { ...evalResult.model, dir: outDir } };
+        } catch (err) {
+          // The model is exported; a report without the evaluation beats a failed run.
+          evaluated = `none: ${(err as Error).message}`;
+          log(`report: could not evaluate the test split: ${(err as Error).message}`);
+        }
+      }
+      writeTrainingReport(staging, {
+        title: `Training report: ${basename(dirname(resolve(outDir)))}/${basename(resolve(outDir))} (${o.loss.method})`,
+        metricsLogPath: join(staging, 'train-metrics.jsonl'),
+        evalResult,
+        config: {
+          method: o.loss.method, loss: lossConfig(o.loss), head: config.head, head_dropout: o.headDropout ?? 0, zero_head: zeroHead,
+          d_model: config.dModel, layers: config.nLayers, heads: config.nHeads, vocab: config.vocabSize, max_length: config.maxLength,
+          steps: o.steps, batch_size: o.batchSize, optimizer: o.optimizer, seed: o.seed, data: o.data,
+          evaluated_split: evaluated,
+        },
+        finalMetrics: {
+          ...(testMetrics ? { test_accuracy: Number(testMetrics.accuracy.toFixed(4)) } : {}),
+          ...(loop.bestValidation ? { validation_accuracy: Number(loop.bestValidation.accuracy.toFixed(4)) } : {}),
+          best_step: loop.bestStep,
+          train_seconds: Math.round(trainSeconds),
+        },
+      });
+    }
+    publishModelFolder(staging, outDir);
+  } catch (err) {
+    rmSync(staging, { recursive: true, force: true });
+    throw err;
   }
+  log(`exported ${outDir} (best step ${loop.bestStep})`);
+  if (o.report ?? true) log(`wrote ${join(outDir, 'report.html')}`);
   return { outDir, manifest, config, loop, test: testMetrics };
 }
 
@@ -384,4 +419,32 @@ async function addReferenceLogProbs(
     e.refRejected = logp[train.length + i] as number;
   });
   log(`reference log-probs of ${rows.length} training responses (initial weights) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+// The metrics log of the run a checkpoint belongs to: beside it, or (runs before the log moved
+// there) in the model folder.
+function resumeMetrics(resume: string, out: string): string {
+  const beside = join(dirname(resume), 'train-metrics.jsonl');
+  return existsSync(beside) ? beside : join(out, 'train-metrics.jsonl');
+}
+
+/**
+ * A user's tokenizer can map a non-empty text to no tokens (a normalizer that strips control
+ * characters or whitespace, a BPE with neither byte fallback nor an unknown token): the item's
+ * reward would then be that of the prompt alone, the same for both responses. The trained
+ * byte-level BPE has a token for every byte and cannot. Empty responses are data (HH-RLHF and
+ * PandaLM have a few) and stay.
+ */
+function checkTexts(
+  encoder: PairEncoder, pairs: readonly PreferencePair[], origin: ReadonlyMap<PreferencePair, { path: string; line: number }>, tokenizerPath: string,
+): void {
+  const empty = (text: string): boolean => text.length > 0 && encoder.tokenizer.encode(text, { add_special_tokens: false }).ids.length === 0;
+  for (const pair of pairs) {
+    const field = empty(pair.chosen) ? 'chosen' : empty(pair.rejected) ? 'rejected'
+      : pair.prompt.every((m) => m.content.length === 0 || empty(m.content)) ? 'prompt' : undefined;
+    if (field === undefined) continue;
+    const at = origin.get(pair);
+    const where = at ? `${at.path}:${at.line}` : pair.source;
+    throw new Error(`${where}: field "${field}" is not empty but tokenizes to nothing with --tokenizer ${tokenizerPath}; fix the text or use a tokenizer that covers it`);
+  }
 }

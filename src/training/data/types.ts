@@ -28,9 +28,10 @@ export type RecordFormat =
   | 'pairwise_judgment' // AlpacaEval: instruction, output_1, output_2, preference
   | 'pandalm'; // PandaLM: instruction, input, response1, response2, annotator1..n
 
-// Why a record was skipped instead of crashing the run.
+// Why a record was not turned into a pair. The file readers refuse a file with one of the first
+// four (the record is not a preference record: a schema error to fix, not data to skip) and skip
+// the rest (the record is one, but carries no usable preference), reporting the lines.
 export type DropReason =
-  | 'invalid_json' // a JSONL line that does not parse
   | 'not_an_object'
   | 'unknown_format' // none of the shapes above
   | 'malformed' // the shape is recognised but a field is missing or has the wrong type
