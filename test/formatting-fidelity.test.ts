@@ -64,3 +64,24 @@ describe('/get_reward and /v1/score reach the model with the same tokens', () =>
     }
   });
 });
+
+describe('a chat template that always ends with a generation prompt', () => {
+  // Meta's first Llama-3-Instruct template appends the assistant header unconditionally.
+  const LLAMA3_TEMPLATE =
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}" +
+    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}";
+
+  test('the pair is scored as the conversation ending with the response, not with an empty assistant header', async () => {
+    const { PromptFormatter } = await import('../src/model/format.js');
+    const formatter = new PromptFormatter(LLAMA3_TEMPLATE, undefined, { bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>' });
+    const rendered = formatter.render({ prompt: 'Hi?', response: 'Hello!' });
+    assert.equal(
+      rendered.text,
+      '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>',
+    );
+    assert.equal(rendered.text.slice(rendered.responseStart), 'Hello!<|eot_id|>');
+    // A template whose generation prompt is conditional keeps everything it renders.
+    const hh = new PromptFormatter(undefined, undefined).render({ prompt: 'Hi?', response: 'Hello!' });
+    assert.equal(hh.text, '\n\nHuman: Hi?\n\nAssistant: Hello!');
+  });
+});

@@ -36,6 +36,12 @@ export const HH_CHAT_TEMPLATE =
 
 export class PromptFormatter {
   private readonly template: Template | undefined;
+  /**
+   * Text the template appends whatever the messages and add_generation_prompt say: Meta's first
+   * Llama-3-Instruct template ends every render with an empty assistant header. Scored after the
+   * response, it changes the reward (-1.86 vs -1.23 on one item), so it is cut off.
+   */
+  private readonly trailer: string;
   /** Whether the template ends an assistant turn with the EOS token (Llama 2, Mistral, …). */
   private readonly turnEndsWithEos: boolean;
 
@@ -51,6 +57,7 @@ export class PromptFormatter {
   ) {
     const source = chatTemplate ?? (promptFormat === undefined ? HH_CHAT_TEMPLATE : undefined);
     this.template = source === undefined ? undefined : new Template(source);
+    this.trailer = this.template === undefined ? '' : this.unconditionalTrailer();
     const eos = specialTokens.eos_token;
     this.turnEndsWithEos =
       this.template !== undefined && eos !== undefined && eos !== '' && this.render({ prompt: 'a', response: 'b' }).text.trimEnd().endsWith(eos);
@@ -62,7 +69,8 @@ export class PromptFormatter {
     if (this.template === undefined) return this.renderPromptFormat(prompt, response);
 
     const promptText = this.renderTemplate(prompt, true);
-    const fullText = this.renderTemplate([...prompt, { role: 'assistant', content: response }], false);
+    let fullText = this.renderTemplate([...prompt, { role: 'assistant', content: response }], false);
+    if (this.trailer !== '' && fullText.endsWith(this.trailer)) fullText = fullText.slice(0, fullText.length - this.trailer.length);
     // Templates that render the prompt as a prefix of the full conversation let truncation keep
     // the response whole; for the rest (rare) the boundary is unknown and truncation is plain.
     const responseStart = fullText.startsWith(promptText) ? promptText.length : undefined;
@@ -90,6 +98,19 @@ export class PromptFormatter {
     // A template that closes the assistant's turn with EOS renders /v1/score's pairs ending in
     // one EOS: keep one, so the same pair scores the same on both routes (serve_rm also appends one).
     return text.slice(0, end) + (this.turnEndsWithEos ? (this.specialTokens.eos_token as string) : '');
+  }
+
+  /** What every render ends with: the render of no messages, if every conversation ends with it too. */
+  private unconditionalTrailer(): string {
+    try {
+      const empty = this.renderTemplate([], false);
+      if (empty.trim() === '') return '';
+      const user: ChatMessage = { role: 'user', content: 'a' };
+      const turns = [this.renderTemplate([user], false), this.renderTemplate([user, { role: 'assistant', content: 'b' }], false)];
+      return turns.every((t) => t.endsWith(empty)) ? empty : '';
+    } catch {
+      return ''; // templates that refuse an empty conversation have no such trailer to find
+    }
   }
 
   private renderTemplate(messages: ChatMessage[], addGenerationPrompt: boolean): string {
