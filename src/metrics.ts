@@ -11,8 +11,21 @@ export class RmserveMetrics {
 
   readonly requestsTotal = new Counter({
     name: 'rmserve_requests_total',
-    help: 'HTTP requests by route and status code',
+    // Every request once: 499 (nginx's "client closed request") when the client went away before
+    // its reply, 408/431/400 for requests refused at the HTTP layer (route "unmatched" when the
+    // request line or headers never arrived whole).
+    help: 'HTTP requests by route and status code (499: client went away before the reply)',
     labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly openConnections = new Gauge({
+    name: 'rmserve_open_connections',
+    help: 'Open client connections (idle keep-alive ones included)',
+    registers: [this.registry],
+  });
+  readonly connectionsDropped = new Counter({
+    name: 'rmserve_connections_dropped_total',
+    help: 'Connections closed on accept because --max-connections were open',
     registers: [this.registry],
   });
   readonly requestDuration = new Histogram({

@@ -8,8 +8,10 @@ import { DEFAULT_REFERENCE_CACHE_SIZE, ReferenceCache } from './scoring/referenc
 import { DEFAULT_REWARD_DEFAULTS, Scorer, type RewardDefaults } from './scoring/scorer.js';
 import { TokenizerPool } from './scoring/tokenizer-pool.js';
 import { buildApp } from './server/app.js';
+import { checkAggregate } from './transforms/index.js';
+import { DEFAULT_HTTP_LIMITS, validateHttpLimits, type HttpLimits } from './server/limits.js';
 
-export interface ServiceConfig {
+export interface ServiceConfig extends HttpLimits {
   modelsRoot: string;
   device: string;
   intraOpThreads: number;
@@ -68,6 +70,7 @@ export const DEFAULT_CONFIG: ServiceConfig = {
   rewardDefaults: DEFAULT_REWARD_DEFAULTS,
   referenceCacheSize: DEFAULT_REFERENCE_CACHE_SIZE,
   tokenizerThreads: 1,
+  ...DEFAULT_HTTP_LIMITS,
 };
 
 export interface Service {
@@ -85,6 +88,16 @@ export async function createService(
   options: { logger?: FastifyServerOptions['logger']; log?: (message: string) => void } = {},
 ): Promise<Service> {
   const config = { ...DEFAULT_CONFIG, ...overrides };
+  // Before any model loads: a bad limit is a configuration mistake, not a runtime failure.
+  validateHttpLimits(config);
+  const { transform, aggregate } = config.rewardDefaults;
+  if (aggregate !== undefined) {
+    try {
+      checkAggregate(transform, aggregate);
+    } catch (err) {
+      throw new Error(`--transform ${transform} --aggregate ${aggregate}: ${(err as Error).message}`);
+    }
+  }
   const metrics = new RmserveMetrics();
   const registry = new ModelRegistry(config.modelsRoot, {
     metrics,
@@ -116,6 +129,13 @@ export async function createService(
     logger: options.logger,
     adminToken: config.adminToken,
     apiKey: config.apiKey,
+    http: {
+      requestTimeoutMs: config.requestTimeoutMs,
+      headersTimeoutMs: config.headersTimeoutMs,
+      keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+      maxConnections: config.maxConnections,
+      maxHeaderBytes: config.maxHeaderBytes,
+    },
   });
   const watcher = config.watch
     ? new ModelWatcher(registry, { settleMs: config.watchSettleMs, pollMs: config.watchPollMs, log: options.log })
@@ -128,16 +148,13 @@ export async function createService(
     metrics,
     watcher,
     async close() {
+      // From here every new request is answered 503 with `Connection: close` (app.ts).
       registry.beginShutdown();
       await watcher?.stop();
-      // Keep-alive connections whose last reply went out are closed as they go idle, so app.close()
-      // finishes once the accepted requests are answered rather than at the keep-alive timeout.
-      const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
-      try {
-        await app.close();
-      } finally {
-        clearInterval(sweep);
-      }
+      // Stops accepting connections and resolves once every open one has closed: those that carry
+      // a request close after its reply; idle keep-alive ones at their keep-alive timeout, never
+      // by a reset under a request the client has just sent (DrainingHttpServer in limits.ts).
+      await app.close();
       await registry.close();
       await scorer.close();
     },

@@ -1,7 +1,7 @@
 // Aggregates and the reference quantile against hand-computed values (numpy for quantiles).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { aggregate, DEFAULT_REFERENCE_QUANTILE, lsc, parseAggregateName, parseTransformName, quantile, TransformError } from '../src/transforms/index.js';
+import { aggregate, checkAggregate, DEFAULT_REFERENCE_QUANTILE, lsc, parseAggregateName, parseTransformName, quantile, TransformError } from '../src/transforms/index.js';
 
 function close(actual: number | undefined, expected: number, tol = 1e-15): void {
   assert.ok(actual !== undefined && Math.abs(actual - expected) <= tol * Math.max(1, Math.abs(expected)), `${actual} != ${expected}`);
@@ -86,4 +86,18 @@ test('unknown names, non-finite values and empty inputs are typed errors', () =>
   throwsCode(() => parseTransformName(7), 'unknown_transform', /unknown transform 7/);
   assert.equal(parseAggregateName('conjunction'), 'conjunction');
   assert.equal(parseTransformName('lsc'), 'lsc');
+});
+
+// Issue 14: conjunction used to pass or fail with the sign of the values (transform none with
+// negative rewards passed, positive ones failed). The rule is now the transform's, before any value.
+test('checkAggregate: conjunction only with lsc, whatever the values, and weights >= 0', () => {
+  for (const transform of ['none', 'sigmoid', 'znorm', 'clip'] as const) {
+    throwsCode(() => checkAggregate(transform, 'conjunction'), 'invalid_parameter', new RegExp(`only transform lsc.*transform is ${transform}.*use transform lsc, or aggregate sum or min`));
+  }
+  checkAggregate('lsc', 'conjunction');
+  checkAggregate('lsc', 'conjunction', { a: 0, b: 2 });
+  throwsCode(() => checkAggregate('lsc', 'conjunction', { a: -1 }), 'invalid_parameter', /weights >= 0; objective a has -1/);
+  for (const transform of ['none', 'lsc', 'sigmoid', 'znorm', 'clip'] as const) {
+    for (const name of ['none', 'sum', 'min'] as const) checkAggregate(transform, name, { a: -1 });
+  }
 });

@@ -241,6 +241,46 @@ describe('transforms over HTTP: two models, three objectives', () => {
     assert.deepEqual(JSON.parse(reply.headers['x-rmserve-model-versions'] as string), { duo: '1', safety: '3' });
   });
 
+  // Issue 14: conjunction was refused only when some transformed value came out > 0, so transform
+  // none passed for items the models happened to score below 0 and failed for the others, and
+  // clip to [-5, -1] always passed. Now the pair decides, before anything is scored.
+  test('conjunction without lsc is a 400 naming the fix whatever the rewards, before scoring', async () => {
+    // With model safety alone every item scores below 0 (so the old check let it through); duo's
+    // helpful head scores above 0 (so the old check refused it).
+    const negative = { model: 'safety', items: [{ prompt: 'Hi', response: 'No.' }] };
+    const positive = { model: 'duo', items: [{ prompt: 'Hi', response: 'No.' }] };
+    const [raw] = await scoreRaw('Hi', ['No.']);
+    assert.ok(raw!.safe! < 0 && raw!.helpful! > 0, `fixture rewards have the signs this test needs: ${JSON.stringify(raw)}`);
+    const misses = async (): Promise<string> => (await service.app.inject({ method: 'GET', url: '/metrics' })).body.split('\n').filter((l) => l.startsWith('rmserve_cache_misses_total')).join('\n');
+    const missesBefore = await misses();
+    const cases: { payload: object; url?: string }[] = [
+      { payload: { ...negative, transform: 'none', aggregate: 'conjunction' } },
+      { payload: { ...positive, transform: 'none', aggregate: 'conjunction' } },
+      { payload: { ...positive, transform: 'clip', clip: [-5, -1], aggregate: 'conjunction' } },
+      { payload: { ...negative, transform: 'sigmoid', aggregate: 'conjunction' } },
+      { payload: { ...negative, aggregate: 'conjunction' } },
+      { payload: { query: ['Hi No.'] }, url: '/get_reward?model=safety&aggregate=conjunction' },
+      { payload: { query: ['Hi No.'] }, url: '/get_reward?model=duo&transform=clip&clip=-5,-1&aggregate=conjunction' },
+    ];
+    for (const c of cases) {
+      const reply = await post(c.payload, c.url);
+      assert.equal(reply.statusCode, 400, `${JSON.stringify(c)}: ${reply.body}`);
+      const { error } = reply.json<ErrorReply>();
+      assert.equal(error.code, 'invalid_parameter', JSON.stringify(c));
+      assert.match(error.message, /conjunction.*only transform lsc.*use transform lsc, or aggregate sum or min/, JSON.stringify(c));
+    }
+    assert.equal(await misses(), missesBefore, 'nothing was scored for the refused requests');
+    const ok = await post({ ...positive, transform: 'lsc', aggregate: 'conjunction' });
+    assert.equal(ok.statusCode, 200, ok.body);
+  });
+
+  test('a server default of conjunction without lsc is refused at startup', async () => {
+    await assert.rejects(
+      createService({ modelsRoot: root, rewardDefaults: { transform: 'sigmoid', aggregate: 'conjunction', referenceQuantile: 0.85 } }),
+      /--transform sigmoid --aggregate conjunction: .*only transform lsc/,
+    );
+  });
+
   test('bad transform requests are 400s that name the problem, and nothing non-finite is ever sent', async () => {
     const items = [{ prompt: 'Hi', response: 'Hello!' }];
     const cases: { payload: object; url?: string; code: string; message: RegExp }[] = [

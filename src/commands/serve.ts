@@ -40,6 +40,11 @@ export function serveCommand(): Command {
     .addOption(new Option('--cache-size <n>', 'cached reward vectors (0 = off)').env('RMSERVE_CACHE_SIZE').default(d.cacheSize).argParser(int))
     .addOption(new Option('--max-items <n>', 'most items per request (413 beyond)').env('RMSERVE_MAX_ITEMS').default(d.maxItems).argParser(int))
     .addOption(new Option('--body-limit <bytes>', 'largest request body (413 beyond)').env('RMSERVE_BODY_LIMIT').default(d.bodyLimit).argParser(int))
+    .addOption(new Option('--request-timeout-ms <ms>', 'longest time to receive a whole request, headers and body (408 beyond; 0 = off)').env('RMSERVE_REQUEST_TIMEOUT_MS').default(d.requestTimeoutMs).argParser(int))
+    .addOption(new Option('--headers-timeout-ms <ms>', 'longest time to receive the request line and headers (408 beyond; <= --request-timeout-ms)').env('RMSERVE_HEADERS_TIMEOUT_MS').default(d.headersTimeoutMs).argParser(int))
+    .addOption(new Option('--keep-alive-timeout-ms <ms>', 'idle keep-alive connections close after this (keep below --shutdown-timeout-ms)').env('RMSERVE_KEEP_ALIVE_TIMEOUT_MS').default(d.keepAliveTimeoutMs).argParser(int))
+    .addOption(new Option('--max-connections <n>', 'open connections beyond which new ones are closed on accept (0 = no limit)').env('RMSERVE_MAX_CONNECTIONS').default(d.maxConnections).argParser(int))
+    .addOption(new Option('--max-header-bytes <bytes>', 'largest request line plus headers (431 beyond)').env('RMSERVE_MAX_HEADER_BYTES').default(d.maxHeaderBytes).argParser(int))
     .addOption(new Option('--default-model <names>', 'comma-separated models used when a request names none (default: all)').env('RMSERVE_DEFAULT_MODEL'))
     .addOption(new Option('--transform <name>', '/get_reward transform when its URL names none').env('RMSERVE_TRANSFORM').choices(TRANSFORM_NAMES).default(d.rewardDefaults.transform))
     .addOption(new Option('--aggregate <name>', '/get_reward aggregate when its URL names none (default: conjunction for lsc, else sum)').env('RMSERVE_AGGREGATE').choices(AGGREGATE_NAMES))
@@ -55,6 +60,13 @@ export function serveCommand(): Command {
     .addOption(new Option('--shutdown-timeout-ms <ms>', 'on SIGTERM/SIGINT, longest wait for queued work before exiting anyway').env('RMSERVE_SHUTDOWN_TIMEOUT_MS').default(25_000).argParser(int))
     .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('RMSERVE_LOG_LEVEL').default('info'))
     .action(async (opts: ServeOptions) => {
+      // Known before anything loads: the deadline would cut the drain short on every SIGTERM.
+      if (opts.keepAliveTimeoutMs >= opts.shutdownTimeoutMs) {
+        console.error(
+          `[rmserve] warning: --keep-alive-timeout-ms (${opts.keepAliveTimeoutMs}) is not below --shutdown-timeout-ms (${opts.shutdownTimeoutMs}): ` +
+            'shutdown waits for idle keep-alive connections to time out, so it will hit the deadline and exit 1',
+        );
+      }
       const service = await createService(
         {
           modelsRoot: opts.models,
@@ -80,6 +92,11 @@ export function serveCommand(): Command {
           rewardDefaults: { transform: opts.transform, aggregate: opts.aggregate, referenceQuantile: opts.referenceQuantile },
           referenceCacheSize: opts.referenceCacheSize,
           tokenizerThreads: opts.tokenizerThreads,
+          requestTimeoutMs: opts.requestTimeoutMs,
+          headersTimeoutMs: opts.headersTimeoutMs,
+          keepAliveTimeoutMs: opts.keepAliveTimeoutMs,
+          maxConnections: opts.maxConnections,
+          maxHeaderBytes: opts.maxHeaderBytes,
         },
         { logger: { level: opts.logLevel }, log: (m) => console.error(`[rmserve] ${m}`) },
       );
@@ -128,6 +145,11 @@ interface ServeOptions {
   cacheSize: number;
   maxItems: number;
   bodyLimit: number;
+  requestTimeoutMs: number;
+  headersTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxConnections: number;
+  maxHeaderBytes: number;
   defaultModel?: string;
   transform: TransformName;
   aggregate?: AggregateName;

@@ -6,7 +6,9 @@ import type { RmserveMetrics } from '../metrics.js';
 import type { ModelRegistry } from '../scoring/registry.js';
 import type { RewardDefaults, Scorer } from '../scoring/scorer.js';
 import { requireApiKey } from './auth.js';
-import { registerErrorHandling } from './errors.js';
+import { clientErrorHandler, errorBody, frameworkErrorHandler, registerErrorHandling } from './errors.js';
+import { DEFAULT_HTTP_LIMITS, httpServerFactory, type HttpLimits } from './limits.js';
+import { RequestAccounting } from './request-metrics.js';
 import { ADMIN_ROUTES, adminRoutes } from './routes/admin.js';
 import { compatRoutes } from './routes/compat.js';
 import { healthRoutes } from './routes/health.js';
@@ -29,29 +31,48 @@ export interface AppOptions {
   adminToken?: string;
   /** Bearer token for every route but /health, /ready, /metrics and /docs. */
   apiKey?: string;
+  /** Timeouts and connection limits against slow clients (DEFAULT_HTTP_LIMITS when absent). */
+  http?: HttpLimits;
 }
 
+/** Routes that still answer while draining: probes and scrapes see the shutdown rather than a 503 of ours. */
+const DRAIN_OPEN_ROUTES = new Set(['/health', '/ready', '/metrics']);
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { metrics } = options;
+  const limits = options.http ?? DEFAULT_HTTP_LIMITS;
+  const accounting = new RequestAccounting(metrics);
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit,
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
+    serverFactory: httpServerFactory(limits, metrics),
+    clientErrorHandler: clientErrorHandler(accounting, limits),
+    frameworkErrors: frameworkErrorHandler(accounting),
+    // The drain hook below answers 503 in the error shape; fastify's own would not be.
+    return503OnClosing: false,
   });
   registerErrorHandling(app);
   // Every route takes JSON; a text body is a client mistake worth a 415, not a schema error.
   app.removeContentTypeParser('text/plain');
+  accounting.install(app);
+  app.addHook('onRequest', async (request, reply) => {
+    // Node answers a Host-less HTTP/1.1 request itself, with an empty body (requireHostHeader is
+    // off in limits.ts so that the refusal comes from here, in the error shape).
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      return reply.status(400).send(errorBody('missing_host', 'an HTTP/1.1 request needs a Host header'));
+    }
+    // Draining: a request that arrives, on a keep-alive connection or a new one accepted before the
+    // listener closed, is answered 503 (it has not started, so another replica can take it) rather
+    // than reset; the onSend hook closes its connection.
+    if (options.registry.draining && !DRAIN_OPEN_ROUTES.has(request.routeOptions.url ?? '')) {
+      return reply.status(503).send(errorBody('shutting_down', 'the server is shutting down; retry on another replica'));
+    }
+  });
   if (options.apiKey) requireApiKey(app, options.apiKey, ADMIN_ROUTES);
   // While draining for shutdown every reply closes its connection, so no keep-alive outlives it.
   app.addHook('onSend', async (_request, reply) => {
     if (options.registry.draining) void reply.header('connection', 'close');
-  });
-
-  const { metrics } = options;
-  app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    const labels = { route, status: String(reply.statusCode) };
-    metrics.requestsTotal.inc(labels);
-    metrics.requestDuration.observe(labels, reply.elapsedTime / 1000);
   });
 
   await app.register(swagger, {

@@ -2,6 +2,7 @@
 // the weighted values w_k·u_k; weights default to 1 and name objectives, so a weight for an
 // objective the request did not score is an error rather than silently ignored.
 import { assertFinite, TransformError } from './errors.js';
+import type { TransformName } from './transform.js';
 
 export const AGGREGATE_NAMES = ['none', 'conjunction', 'sum', 'min'] as const;
 export type AggregateName = (typeof AGGREGATE_NAMES)[number];
@@ -41,9 +42,34 @@ function weighted(values: Readonly<Record<string, number>>, weights: Readonly<Re
   });
 }
 
+// Transforms whose values are log-probabilities (log σ(r − r_ref) ≤ 0), the only values whose sum
+// is the log-probability of a conjunction.
+const LOG_PROBABILITY_TRANSFORMS: readonly TransformName[] = ['lsc'];
+
+/**
+ * The request-time rule for a transform/aggregate pair, checked before anything is scored so the
+ * answer depends on the request alone: conjunction needs log-probabilities (transform lsc) and
+ * weights >= 0. Checking the values instead made `transform: none` pass or fail with the sign of
+ * the rewards, and `clip: [-5, -1]` pass although clipped rewards are no probabilities.
+ */
+export function checkAggregate(transform: TransformName, aggregate: AggregateName, weights?: Readonly<Record<string, number>>): void {
+  if (aggregate !== 'conjunction') return;
+  if (!LOG_PROBABILITY_TRANSFORMS.includes(transform)) {
+    throw new TransformError(
+      'invalid_parameter',
+      `aggregate conjunction sums log-probabilities, which only transform lsc gives (transform is ${transform}); ` +
+        'use transform lsc, or aggregate sum or min',
+    );
+  }
+  for (const [name, w] of Object.entries(weights ?? {})) {
+    if (w < 0) throw new TransformError('invalid_parameter', `conjunction needs weights >= 0; objective ${name} has ${w}`);
+  }
+}
+
 // Σ_k w_k·u_k with u_k = log P(good in k) is log P(good in every objective) when the objectives
-// are independent (LSC paper, §3). It only means that for log-probabilities, so it refuses values
-// above 0 (use transform lsc) and negative weights, which would turn the product into a ratio.
+// are independent (LSC paper, §3). It only means that for log-probabilities: the server refuses
+// any transform but lsc up front (checkAggregate); for callers that pass bare values it still
+// refuses values above 0, and negative weights, which would turn the product into a ratio.
 export function conjunction(values: Readonly<Record<string, number>>, weights?: Readonly<Record<string, number>>): Required<Aggregated> {
   const terms = weighted(values, weights);
   for (const [name, u] of Object.entries(values)) {

@@ -17,6 +17,7 @@ export {
 } from './transform.js';
 export {
   aggregate,
+  checkAggregate,
   conjunction,
   weightedSum,
   weightedMin,

@@ -6,6 +6,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { ScoringError } from '../../scoring/errors.js';
 import { DEFAULT_REWARD_DEFAULTS, defaultAggregate, type RewardDefaults, type RewardOptions, type Scorer } from '../../scoring/scorer.js';
+import { checkAggregate } from '../../transforms/index.js';
 import { clientAbortSignal } from '../abort.js';
 import { AggregateNameSchema, ErrorSchema, TransformNameSchema } from '../schemas.js';
 
@@ -125,6 +126,8 @@ function parseQuery(query: GetRewardQuery, defaults: RewardDefaults): { options:
     if (bounds.length !== 2 || !bounds.every(Number.isFinite)) throw invalid(`clip must look like "-5,5", got "${query.clip}"`);
     clip = [bounds[0] as number, bounds[1] as number];
   }
+  // Before scoring: whether the pair is allowed depends on the request, never on the rewards.
+  checkAggregate(transform, aggregate, weights);
   const models = query.model?.split(',').map((s) => s.trim()).filter(Boolean);
   return {
     options: { transform, aggregate, weights, referenceQuantile, clip },

@@ -5,6 +5,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { defaultAggregate, type RewardedItem, type Scorer } from '../../scoring/scorer.js';
 import { ScoringError } from '../../scoring/errors.js';
+import { checkAggregate } from '../../transforms/index.js';
 import { clientAbortSignal } from '../abort.js';
 import {
   AggregateNameSchema,
@@ -78,13 +79,16 @@ export const scoreRoutes: FastifyPluginAsync<ScoreRouteOptions> = async (app, { 
         throw new ScoringError('too_many_items', 413, `at most ${maxItems} items per request, got ${body.items.length}`);
       }
       const transform = body.transform ?? 'none';
+      const aggregate = body.aggregate ?? defaultAggregate(transform);
+      // Before scoring: whether the pair is allowed depends on the request, never on the rewards.
+      checkAggregate(transform, aggregate, body.weights);
       const result = await scorer.reward({
         models: modelList(body.model),
         items: body.items.map(({ reference: _, ...item }) => item),
         references: body.items.map((item) => (item.reference ?? body.reference)?.responses),
         options: {
           transform,
-          aggregate: body.aggregate ?? defaultAggregate(transform),
+          aggregate,
           weights: body.weights,
           referenceQuantile: body.reference_quantile,
           clip: body.clip,
