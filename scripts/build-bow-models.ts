@@ -4,10 +4,11 @@
 // them (issue 4). Run: npm run build:default-models
 import { createHash } from 'node:crypto';
 import { execSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lengthBaseline, pairwiseAccuracy, trainBagOfWords, type TokenPair } from '../src/training/baselines.js';
 import { buildBowRewardGraph } from '../src/training/bow-model.js';
+import { writeModelFolder } from '../src/model/write-folder.js';
 import { readPreferenceFile, type PreferencePair } from '../src/training/data.js';
 import { PairEncoder, readTokenizerFiles } from '../src/training/encode.js';
 import { splitByPrompt } from '../src/training/split.js';
@@ -58,16 +59,7 @@ function build(spec: ObjectiveSpec): void {
   const std = Math.sqrt(rewards.reduce((a, r) => a + (r - mean) ** 2, 0) / rewards.length);
 
   const dir = join('models', spec.name, VERSION);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
   const vocab = encoder.vocabSize;
-  writeFileSync(
-    join(dir, 'model.onnx'),
-    buildBowRewardGraph({ vocabSize: vocab, numOutputs: 1, tokenWeights: model.weights, positionWeights: new Float32Array(MAX_LENGTH).fill(1), bias: new Float32Array(1) }),
-  );
-  copyFileSync(TOKENIZER, join(dir, 'tokenizer.json'));
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(files.tokenizerConfig, null, 2));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ architectures: ['BagOfWordsRewardModel'], id2label: { 0: spec.name }, vocab_size: vocab }, null, 2));
   const manifest = {
     format_version: 1,
     name: spec.name,
@@ -91,7 +83,13 @@ function build(spec: ObjectiveSpec): void {
       seconds: Math.round((Date.now() - started) / 1000),
     },
   };
-  writeFileSync(join(dir, 'rmserve.json'), JSON.stringify(manifest, null, 2)); // written last: marks the version complete
+  writeModelFolder(dir, {
+    onnx: buildBowRewardGraph({ vocabSize: vocab, numOutputs: 1, tokenWeights: model.weights, positionWeights: new Float32Array(MAX_LENGTH).fill(1), bias: new Float32Array(1) }),
+    tokenizerJson: JSON.parse(readFileSync(TOKENIZER, 'utf8')),
+    tokenizerConfig: files.tokenizerConfig,
+    config: { architectures: ['BagOfWordsRewardModel'], id2label: { 0: spec.name }, vocab_size: vocab },
+    manifest,
+  });
   console.log(`${spec.name}: ${JSON.stringify(metrics)}`);
 }
 

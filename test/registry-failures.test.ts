@@ -178,6 +178,7 @@ describe('refused loads through the watch', () => {
     await service.watcher!.scan();
     assert.equal((await status(service)).serving?.version, '1');
     assert.equal(await failures(service), before, 'an incomplete folder is not even tried');
+    // The last step of a copy made by hand (cp -r, then touch READY): not rmserve's writer.
     writeFileSync(join(dir, 'READY'), '');
     await until('the watch to load 30', async () => (await status(service)).serving?.version === '30');
     const s = await status(service);

@@ -2,7 +2,6 @@
 // the same reference responses requested again) reach the ONNX sessions once. Read from /metrics,
 // the counters an operator would watch.
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ReferenceCache } from '../src/scoring/references.js';
@@ -23,10 +22,8 @@ describe('transforms reuse cached raw scores', () => {
     for (const [id, labels] of Object.entries(MODELS)) {
       const [name, version] = id.split('@') as [string, string];
       const dir = join(root, name, version);
-      writeBowModel(dir, { tokenizer: 'gpt2', labels: [...labels], seed: name.length });
-      const manifest = JSON.parse(readFileSync(join(dir, 'rmserve.json'), 'utf8')) as Record<string, unknown>;
-      manifest.reference = Object.fromEntries(labels.map((l) => [l, { quantiles: { '0.85': 0.3 }, mean: 0, std: 1, n: 10 }]));
-      writeFileSync(join(dir, 'rmserve.json'), JSON.stringify(manifest));
+      const reference = Object.fromEntries(labels.map((l) => [l, { quantiles: { '0.85': 0.3 }, mean: 0, std: 1, n: 10 }]));
+      writeBowModel(dir, { tokenizer: 'gpt2', labels: [...labels], seed: name.length, manifestFields: { reference } });
     }
     service = await createService({ modelsRoot: root, maxWaitMs: 5 });
   });
@@ -126,10 +123,8 @@ describe('per-prompt reference cache', () => {
     const root = tempModelsRoot();
     const write = (version: string, seed: number): void => {
       const dir = join(root, 'rm', version);
-      writeBowModel(dir, { tokenizer: 'gpt2', labels: ['helpful'], seed });
-      const manifest = JSON.parse(readFileSync(join(dir, 'rmserve.json'), 'utf8')) as Record<string, unknown>;
-      manifest.reference = { helpful: { quantiles: { '0.85': 0.25 }, mean: 0, std: 1, n: 10 } };
-      writeFileSync(join(dir, 'rmserve.json'), JSON.stringify(manifest));
+      const reference = { helpful: { quantiles: { '0.85': 0.25 }, mean: 0, std: 1, n: 10 } };
+      writeBowModel(dir, { tokenizer: 'gpt2', labels: ['helpful'], seed, manifestFields: { reference } });
     };
     write('1', 31);
     const service = await createService({ modelsRoot: root, watch: false });

@@ -7,7 +7,10 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { parseManifest, type RmserveManifest } from '../model/manifest.js';
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { RmserveManifest } from '../model/manifest.js';
+import { tokenizerSettings } from '../model/model-folder.js';
+import { writeModelFolder, type ModelFolderContents } from '../model/write-folder.js';
 import { GraphBuilder } from './graph/builder.js';
 import { MODEL_OPSET, buildForward, declareParamInitializers, type ModelWeights, type RewardModelConfig } from './model.js';
 import type { TokenizerFiles } from './encode.js';
@@ -59,112 +62,47 @@ export function hfConfig(config: RewardModelConfig, objectives: string[], padId:
   };
 }
 
-const STAGING = '.staging-';
-const REPLACED = '.replaced-';
-
-function siblings(outDir: string, kind: string): string[] {
-  const parent = dirname(outDir);
-  const prefix = `.${basename(outDir)}${kind}`;
-  return existsSync(parent) ? readdirSync(parent).filter((n) => n.startsWith(prefix)).map((n) => join(parent, n)) : [];
-}
-
-function pidAlive(name: string): boolean {
-  const pid = Number(name.slice(name.lastIndexOf('-') + 1));
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
- * An empty folder to build a version of `outDir` in, beside it (so the final rename stays on one
- * file system). Tidies up after earlier exports that were killed: their half-built folders go,
- * and a previous version that was moved aside but never replaced is moved back.
+ * What the trainer puts in a model folder: the forward graph with the trained weights, the
+ * tokenizer, an HF-style config.json and the validated manifest. src/model's writer does the rest.
  */
-export function createStagingFolder(outDir: string): string {
-  for (const dir of siblings(outDir, STAGING)) if (!pidAlive(dir)) rmSync(dir, { recursive: true, force: true });
-  const replaced = siblings(outDir, REPLACED).filter((dir) => !pidAlive(dir));
-  if (!existsSync(outDir) && replaced.length > 0) renameSync(replaced[0] as string, outDir);
-  for (const dir of siblings(outDir, REPLACED)) if (!pidAlive(dir)) rmSync(dir, { recursive: true, force: true });
-  const staging = join(dirname(outDir), `.${basename(outDir)}${STAGING}${process.pid}`);
-  rmSync(staging, { recursive: true, force: true });
-  mkdirSync(staging, { recursive: true });
-  return staging;
-}
-
-/**
- * Puts the finished `staging` folder at `outDir`. With no previous version this is one rename.
- * A previous version is moved aside first (POSIX rename cannot replace a non-empty folder):
- * between the two renames outDir is briefly absent, and a kill there leaves the previous version
- * whole under its aside name, which the next createStagingFolder moves back.
- */
-export function publishModelFolder(staging: string, outDir: string): void {
-  if (!existsSync(outDir)) {
-    renameSync(staging, outDir);
-    return;
-  }
-  const aside = join(dirname(outDir), `.${basename(outDir)}${REPLACED}${process.pid}`);
-  rmSync(aside, { recursive: true, force: true });
-  renameSync(outDir, aside);
-  try {
-    renameSync(staging, outDir);
-  } catch (err) {
-    renameSync(aside, outDir);
-    throw err;
-  }
-  rmSync(aside, { recursive: true, force: true });
-}
-
-/** exportRewardModel's files, written straight into `options.outDir`: a staging folder nothing reads yet. */
-export function writeModelFiles(options: ExportOptions): RmserveManifest {
-  const { outDir, config, objectives } = options;
+export function modelFolderContents(options: ExportOptions): ModelFolderContents {
+  const { config, objectives } = options;
   if (objectives.length !== config.numObjectives) {
     throw new Error(`${objectives.length} objective names for a model with ${config.numObjectives} reward columns`);
   }
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, 'model.onnx'), forwardModelProto(config, options.weights));
-  writeFileSync(join(outDir, 'tokenizer.json'), JSON.stringify(options.tokenizer.tokenizerJson));
-  writeFileSync(join(outDir, 'tokenizer_config.json'), JSON.stringify(options.tokenizer.tokenizerConfig, null, 2) + '\n');
-  writeFileSync(join(outDir, 'config.json'), JSON.stringify(hfConfig(config, objectives, padIdOf(options.tokenizer)), null, 2) + '\n');
-
-  const manifest = parseManifest({
-    format_version: 1,
-    ...(options.name === undefined ? {} : { name: options.name }),
-    ...(options.version === undefined ? {} : { version: options.version }),
-    objectives,
-    max_length: config.maxLength,
-    truncation_side: 'left',
-    padding_side: 'right',
-    ...(options.reference === undefined ? {} : { reference: options.reference }),
-    metrics: options.metrics ?? {},
-    provenance: options.provenance ?? {},
-  });
-  writeFileSync(join(outDir, 'rmserve.json'), JSON.stringify(manifest, null, 2) + '\n');
-  return manifest;
+  return {
+    onnx: forwardModelProto(config, options.weights),
+    tokenizerJson: options.tokenizer.tokenizerJson,
+    tokenizerConfig: options.tokenizer.tokenizerConfig,
+    config: hfConfig(config, objectives, exportPadId(options.tokenizer)),
+    manifest: {
+      format_version: 1,
+      ...(options.name === undefined ? {} : { name: options.name }),
+      ...(options.version === undefined ? {} : { version: options.version }),
+      objectives,
+      max_length: config.maxLength,
+      truncation_side: 'left',
+      padding_side: 'right',
+      ...(options.reference === undefined ? {} : { reference: options.reference }),
+      metrics: options.metrics ?? {},
+      provenance: options.provenance ?? {},
+    },
+  };
 }
 
 export function exportRewardModel(options: ExportOptions): RmserveManifest {
-  const staging = createStagingFolder(options.outDir);
-  try {
-    const manifest = writeModelFiles({ ...options, outDir: staging });
-    publishModelFolder(staging, options.outDir);
-    return manifest;
-  } catch (err) {
-    rmSync(staging, { recursive: true, force: true });
-    throw err;
-  }
+  return writeModelFolder(options.outDir, modelFolderContents(options)) as RmserveManifest;
 }
 
-function padIdOf(files: TokenizerFiles): number | undefined {
-  const pad = files.tokenizerConfig.pad_token ?? files.tokenizerConfig.eos_token;
-  const name = typeof pad === 'string' ? pad : typeof pad === 'object' && pad !== null ? (pad as { content?: unknown }).content : undefined;
-  const added = files.tokenizerJson.added_tokens;
-  if (typeof name !== 'string' || !Array.isArray(added)) return undefined;
-  const hit = (added as { id?: unknown; content?: unknown }[]).find((t) => t.content === name);
-  return typeof hit?.id === 'number' ? hit.id : undefined;
+/**
+ * The pad id config.json declares, by the one rule the server loads with (src/model padIdOf);
+ * none when the tokenizer names no pad or EOS token, rather than a guessed 0.
+ */
+function exportPadId(files: TokenizerFiles): number | undefined {
+  const tokenizer = new Tokenizer(files.tokenizerJson as Record<string, unknown>, files.tokenizerConfig);
+  const { padId, padIdSource } = tokenizerSettings(tokenizer, files.tokenizerConfig);
+  return padIdSource === 'default 0' ? undefined : padId;
 }
 
 export async function sha256File(path: string): Promise<string> {
@@ -182,8 +120,4 @@ export function gitCommit(cwd = process.cwd()): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-export function isModelFolder(dir: string): boolean {
-  return existsSync(join(dir, 'model.onnx')) && existsSync(join(dir, 'rmserve.json'));
 }

