@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, openSync, r
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { EvalResult, ObjectiveEvaluation } from '../src/training/eval/index.js';
+import type { EvalResult, ObjectiveEvaluation } from '../src/eval/index.js';
 
 const { values } = parseArgs({
   options: {

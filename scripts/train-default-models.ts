@@ -15,8 +15,8 @@ import { cpus } from 'node:os';
 import { cpSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { EvalResult } from '../src/training/eval/index.js';
-import { writeTrainingReport } from '../src/training/report/index.js';
+import type { EvalResult } from '../src/eval/index.js';
+import { writeTrainingReport } from '../src/eval/report/index.js';
 import { sha256File } from '../src/training/export.js';
 
 const { values } = parseArgs({

@@ -11,7 +11,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { createService } from '../src/service.js';
 import { readPreferenceFile, type PreferencePair } from '../src/training/data.js';
 import { splitByPrompt } from '../src/training/split.js';
-import type { EvalResult } from '../src/training/eval/types.js';
+import type { EvalResult } from '../src/eval/types.js';
 
 const run = promisify(execFile);
 const HH = 'data/hh-rlhf/harmless-base-test.jsonl.gz';

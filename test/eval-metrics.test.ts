@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { calibration, evaluateRewards, histogram, histogramEdges, pairAccuracy, sortedQuantile } from '../src/training/eval/metrics.js';
+import { calibration, evaluateRewards, histogram, histogramEdges, pairAccuracy, sortedQuantile } from '../src/eval/metrics.js';
 
 const close = (actual: number | null, expected: number, tol = 1e-9): void =>
   assert.ok(actual !== null && Math.abs(actual - expected) <= tol, `${actual} vs ${expected}`);

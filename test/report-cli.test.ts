@@ -5,8 +5,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { evaluateRewards, pairAccuracy } from '../src/training/eval/metrics.js';
-import type { EvalResult } from '../src/training/eval/types.js';
+import { evaluateRewards, pairAccuracy } from '../src/eval/metrics.js';
+import type { EvalResult } from '../src/eval/types.js';
 
 const run = promisify(execFile);
 

@@ -4,10 +4,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { evaluateRewards, pairAccuracy } from '../src/training/eval/metrics.js';
-import type { EvalResult } from '../src/training/eval/types.js';
-import { parseMetricsLog, writeTrainingReport, type MetricsRow } from '../src/training/report/index.js';
-import { niceTicks } from '../src/training/report/svg.js';
+import { evaluateRewards, pairAccuracy } from '../src/eval/metrics.js';
+import type { EvalResult } from '../src/eval/types.js';
+import { parseMetricsLog, writeTrainingReport, type MetricsRow } from '../src/eval/report/index.js';
+import { niceTicks } from '../src/eval/report/svg.js';
 
 // Debian's package path; CHROMIUM_PATH points elsewhere (or at nothing, to see the skip).
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';

@@ -3,10 +3,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Command, Option } from 'commander';
-import { evaluateFiles } from '../training/eval/evaluate-files.js';
-import { ProgressLine } from '../training/eval/progress.js';
-import { formatEvalResult } from '../training/eval/table.js';
-import type { EvalResult, EvalSplit } from '../training/eval/types.js';
+import { evaluateFiles } from '../eval/evaluate-files.js';
+import { ProgressLine } from '../eval/progress.js';
+import { formatEvalResult } from '../eval/table.js';
+import type { EvalResult, EvalSplit } from '../eval/types.js';
 
 const positiveInt = (value: string): number => {
   const n = Number(value);

@@ -2,8 +2,8 @@
 // an `rmserve eval --json` result), e.g. after re-evaluating a model on new data.
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import type { EvalResult } from '../training/eval/types.js';
-import { writeTrainingReport, type ConfigTable } from '../training/report/index.js';
+import type { EvalResult } from '../eval/types.js';
+import { writeTrainingReport, type ConfigTable } from '../eval/report/index.js';
 
 interface ReportOptions {
   metrics?: string;

@@ -87,7 +87,7 @@ export interface LoopOptions {
 
 export interface StepRecord {
   kind: 'train';
-  /** the report's series name (src/training/report reads `split`) */
+  /** the report's series name (src/eval/report reads `split`) */
   split: 'train';
   step: number;
   loss: number;

@@ -16,8 +16,8 @@ import { DEFAULT_LOSS, lossConfig, lossNeeds, type LossConfig } from './losses.j
 import { TfidfModel, deltaStar, lengthRatio } from './similarity.js';
 import { SimilarityEncoder } from './similarity-encoder.js';
 import { quantile } from '../transforms/quantile.js';
-import { TRAINER_SPLIT, evaluateFiles, type EvalResult } from './eval/index.js';
-import { writeTrainingReport } from './report/index.js';
+import { TRAINER_SPLIT, evaluateFiles, type EvalResult } from '../eval/index.js';
+import { writeTrainingReport } from '../eval/report/index.js';
 import type { ReferenceStatistics } from '../model/manifest.js';
 import { trainLoop, DEFAULT_OPTIMIZER, type LoopResult, type OptimizerConfig, type TrainExample } from './loop.js';
 import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type HeadKind, type ModelWeights, type RewardModelConfig } from './model.js';

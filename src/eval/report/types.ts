@@ -1,6 +1,6 @@
 // What the training report is drawn from. The trainer passes these to writeTrainingReport;
 // `rmserve report` rebuilds them from the files a run leaves behind (metrics JSONL, eval JSON).
-import type { EvalResult } from '../eval/types.js';
+import type { EvalResult } from '../types.js';
 
 /**
  * One line of the trainer's metrics log (JSONL), e.g.

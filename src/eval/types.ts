@@ -1,6 +1,6 @@
 // The shape of `rmserve eval --json` and of what the trainer's report reads (docs/evaluation.md).
 // Snake-case keys: this is a file format other tools read, like rmserve.json.
-import type { ReadStats } from '../data.js';
+import type { ReadStats } from '../training/data.js';
 
 export type EvalSplit = 'train' | 'validation' | 'test' | 'all';
 

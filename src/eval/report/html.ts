@@ -1,7 +1,7 @@
 // The training report as one HTML string: summary, training curves, evaluation plots per data file,
 // configuration. No scripts, no external resources (a CSP forbids them), so it opens the same from
 // a laptop, a CI artifact or an air-gapped box.
-import type { EvalResult, FileEvaluation, ObjectiveEvaluation } from '../eval/types.js';
+import type { EvalResult, FileEvaluation, ObjectiveEvaluation } from '../types.js';
 import { numberField } from './metrics-log.js';
 import { COLORS, escapeXml as esc, extraColor, histogramChart, lineChart, reliabilityChart, type LineSeries } from './svg.js';
 import type { ConfigTable, MetricsRow, TrainingReportInput } from './types.js';

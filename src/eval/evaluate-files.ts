@@ -1,7 +1,7 @@
 // `rmserve eval` without the terminal: one exported model, any number of preference files, each
 // optionally cut to one split of the trainer's deterministic 80/10/10 split by prompt hash.
-import { readPreferenceFileWithStats, type PreferencePair } from '../data.js';
-import { splitByPrompt } from '../split.js';
+import { readPreferenceFileWithStats, type PreferencePair } from '../training/data.js';
+import { splitByPrompt } from '../training/split.js';
 import { evaluateRewards, pairAccuracy } from './metrics.js';
 import { ModelScorer, type ModelScorerOptions } from './model-scorer.js';
 import type { EvalResult, EvalSplit, FileEvaluation } from './types.js';

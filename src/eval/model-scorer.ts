@@ -3,9 +3,9 @@
 // RewardSession, without the HTTP layer, batcher or cache. Rows are sorted by length and run in
 // fixed-size batches, so padding stays small and the order of the pairs does not matter.
 import { basename, dirname, join, resolve } from 'node:path';
-import { readModelFolder, type ModelSpec } from '../../model/model-folder.js';
-import { RewardSession } from '../../model/onnx-session.js';
-import type { PreferencePair } from '../data.js';
+import { readModelFolder, type ModelSpec } from '../model/model-folder.js';
+import { RewardSession } from '../model/onnx-session.js';
+import type { PreferencePair } from '../training/data.js';
 
 export interface ModelScorerOptions {
   device?: string;
