@@ -91,11 +91,39 @@ interface VersionRef {
   dir: string;
 }
 
+/**
+ * The registry's life, which only moves forward (serving → draining → closed):
+ * - 'serving': loads switch in, the watch follows the newest versions, /ready may say ready.
+ * - 'draining' (beginShutdown): /ready says not ready and every reply closes its connection, so
+ *   load balancers move traffic away; requests in flight finish and loads still switch in.
+ * - 'closed' (close): nothing serves; a load that finishes now is released and refused
+ *   (503 shutting_down), and the watch replaces nothing.
+ */
+export type RegistryLifecycle = 'serving' | 'draining' | 'closed';
+
+const LIFECYCLE_ORDER: readonly RegistryLifecycle[] = ['serving', 'draining', 'closed'];
+
+/**
+ * Which version a model should serve, as the operator last chose it:
+ * - 'newest': the newest complete version; the watch switches to a newer one once it settles.
+ * - 'pinned': `version` (by --pin, an API load of a named version, or a rollback); the watch
+ *   leaves it alone.
+ * - 'unloaded': nothing (the API's unload); the watch leaves it alone and /ready does not wait
+ *   for it, until a load serves a version again.
+ */
+type Selection = { kind: 'newest' } | { kind: 'pinned'; version: string } | { kind: 'unloaded' };
+
+/** How long /ready trusts what it last saw on disk before it looks again (see `ready`). */
+export const READY_RESCAN_MS = 1000;
+
 interface ModelState {
-  pinned: string | undefined;
+  selection: Selection;
   previous: VersionRef | undefined;
-  unloaded: boolean;
   lastFailure: LoadFailure | undefined;
+  /**
+   * The version a load under the lock is working on, shown in the status. Not part of the
+   * selection: a pinned or unloaded model keeps its selection until the switch succeeds.
+   */
   loading: string | undefined;
   /** Tail of this model's load queue: loads of one model run one at a time, in order. */
   lock: Promise<void>;
@@ -113,15 +141,30 @@ export class ModelRegistry {
   private readonly serving = new Map<string, ModelVersion>();
   private readonly states = new Map<string, ModelState>();
   private readonly swapListeners = new Set<(event: SwapEvent) => void>();
-  private closed = false;
-  private shuttingDown = false;
+  private stage: RegistryLifecycle = 'serving';
+  /**
+   * Models with a complete version on disk, as last seen: what /ready waits for. Every listing
+   * of the root or of a model's versions (loads, the watch's scans, status) updates it, and
+   * `ready` rescans the whole root when no full scan is newer than READY_RESCAN_MS.
+   */
+  private readonly withVersions = new Set<string>();
+  private fullScanAt = -Infinity;
 
   constructor(
     readonly root: string,
     private readonly options: LoadOptions,
     private readonly settings: RegistrySettings = {},
   ) {
-    for (const [name, version] of Object.entries(settings.pins ?? {})) this.state(name).pinned = version;
+    for (const [name, version] of Object.entries(settings.pins ?? {})) this.state(name).selection = { kind: 'pinned', version };
+  }
+
+  get lifecycle(): RegistryLifecycle {
+    return this.stage;
+  }
+
+  /** Moves the lifecycle forward to `stage`; never back (a beginShutdown after close keeps it closed). */
+  private advance(stage: RegistryLifecycle): void {
+    if (LIFECYCLE_ORDER.indexOf(stage) > LIFECYCLE_ORDER.indexOf(this.stage)) this.stage = stage;
   }
 
   private get metrics(): RmserveMetrics {
@@ -134,14 +177,30 @@ export class ModelRegistry {
 
   /** Model names found under the root. */
   discover(): string[] {
-    return listDir(this.root)
+    const names = listDir(this.root)
       .filter((entry) => !entry.startsWith('.') && isDirectory(join(this.root, entry)))
       .sort();
+    const present = new Set(names);
+    for (const name of this.withVersions) if (!present.has(name)) this.withVersions.delete(name);
+    return names;
   }
 
   /** Complete versions of a model, oldest first. A link to a folder outside the root is not one. */
   versions(name: string): string[] {
-    return listVersions(this.root, join(this.root, name));
+    const versions = listVersions(this.root, join(this.root, name));
+    if (versions.length > 0) this.withVersions.add(name);
+    else this.withVersions.delete(name);
+    return versions;
+  }
+
+  /**
+   * Every model under the root with its complete versions, oldest first; what the watch scans
+   * and /ready's cached view of the disk are refreshed by.
+   */
+  rescan(): Map<string, string[]> {
+    const found = new Map(this.discover().map((name) => [name, this.versions(name)]));
+    this.fullScanAt = performance.now();
+    return found;
   }
 
   /** The newest complete version, which serves unless one is pinned. */
@@ -162,14 +221,15 @@ export class ModelRegistry {
   async loadAll(log?: (message: string) => void): Promise<void> {
     for (const name of this.discover()) {
       const state = this.state(name);
-      const candidates = state.pinned !== undefined ? [state.pinned] : this.versions(name).reverse();
+      const pinned = state.selection.kind === 'pinned' ? state.selection.version : undefined;
+      const candidates = pinned !== undefined ? [pinned] : this.versions(name).reverse();
       if (candidates.length === 0) {
         state.lastFailure = failure('', 'no complete version (model.onnx with rmserve.json or READY)', 'startup');
         continue;
       }
       for (const version of candidates) {
         try {
-          await this.load(name, version, { pin: state.pinned !== undefined, source: 'startup' });
+          await this.load(name, version, { pin: pinned !== undefined, source: 'startup' });
           log?.(`loaded ${name}@${version}`);
           break;
         } catch (err) {
@@ -237,8 +297,7 @@ export class ModelRegistry {
     return this.withLock(name, async () => {
       const state = this.state(name);
       const current = this.serving.get(name);
-      state.unloaded = true;
-      state.pinned = undefined;
+      state.selection = { kind: 'unloaded' };
       if (current === undefined) return;
       this.serving.delete(name);
       this.metrics.modelInfo.set({ model: name, version: current.version }, 0);
@@ -255,8 +314,7 @@ export class ModelRegistry {
    */
   async followNewest(name: string, version: string): Promise<ModelVersion | undefined> {
     return this.withLock(name, async () => {
-      const state = this.state(name);
-      if (this.closed || state.pinned !== undefined || state.unloaded) return undefined;
+      if (!this.follows(name)) return undefined;
       const serving = this.serving.get(name);
       const ref = this.resolveVersion(name, version);
       if (serving !== undefined && !this.supersedes(serving, ref.version, ref.dir)) return undefined;
@@ -278,8 +336,11 @@ export class ModelRegistry {
 
   /** Whether the watch may replace what serves `name`. */
   follows(name: string): boolean {
-    const state = this.states.get(name);
-    return !this.closed && state?.pinned === undefined && state?.unloaded !== true;
+    return this.stage !== 'closed' && this.selectionOf(name).kind === 'newest';
+  }
+
+  private selectionOf(name: string): Selection {
+    return this.states.get(name)?.selection ?? { kind: 'newest' };
   }
 
   /** The version serving `name` right now; requests pin it for their whole life. */
@@ -293,22 +354,27 @@ export class ModelRegistry {
     return [...this.serving.keys()].sort();
   }
 
-  /** True when every model that has a complete version (and was not unloaded) serves one. */
+  /**
+   * True when every model that has a complete version (and was not unloaded) serves one. Probes
+   * come often (every few seconds from each load balancer), so this touches the disk at most
+   * once per READY_RESCAN_MS: it reads the set of models with a complete version that loads, the
+   * watch's scans and status listings keep current, and rescans only when no full scan is that
+   * recent. A model folder that appears is therefore noticed within about a second.
+   */
   get ready(): boolean {
-    if (this.shuttingDown || this.serving.size === 0) return false;
-    return this.discover().every(
-      (name) => this.serving.has(name) || this.states.get(name)?.unloaded === true || this.newest(name) === undefined,
-    );
+    if (this.stage !== 'serving' || this.serving.size === 0) return false;
+    if (performance.now() - this.fullScanAt >= READY_RESCAN_MS) this.rescan();
+    return [...this.withVersions].every((name) => this.serving.has(name) || this.selectionOf(name).kind === 'unloaded');
   }
 
   /** Turns /ready off so load balancers stop sending traffic while the server drains. */
   beginShutdown(): void {
-    this.shuttingDown = true;
+    this.advance('draining');
   }
 
   /** True from beginShutdown() on: replies should close their connections. */
   get draining(): boolean {
-    return this.shuttingDown;
+    return this.stage !== 'serving';
   }
 
   status(): ModelStatus[] {
@@ -319,6 +385,7 @@ export class ModelRegistry {
   statusOf(name: string): ModelStatus {
     const model = this.serving.get(name);
     const state = this.states.get(name);
+    const selection = this.selectionOf(name);
     const versions = this.versions(name);
     return {
       name,
@@ -337,10 +404,10 @@ export class ModelRegistry {
         : null,
       versions,
       newest: versions.at(-1) ?? null,
-      pinned: state?.pinned ?? null,
+      pinned: selection.kind === 'pinned' ? selection.version : null,
       previous: state?.previous?.version ?? null,
       loading: state?.loading ?? null,
-      unloaded: state?.unloaded ?? false,
+      unloaded: selection.kind === 'unloaded',
       last_error: state?.lastFailure?.message ?? null,
       last_failure: state?.lastFailure ?? null,
     };
@@ -348,8 +415,7 @@ export class ModelRegistry {
 
   /** Releases every version once its queued work is done; loads still running are released when they finish. */
   async close(): Promise<void> {
-    this.closed = true;
-    this.shuttingDown = true;
+    this.advance('closed');
     const models = [...this.serving.values()];
     this.serving.clear();
     await Promise.all(models.map((m) => m.release(0)));
@@ -360,7 +426,7 @@ export class ModelRegistry {
   private state(name: string): ModelState {
     let state = this.states.get(name);
     if (state === undefined) {
-      state = { pinned: undefined, previous: undefined, unloaded: false, lastFailure: undefined, loading: undefined, lock: Promise.resolve(), infoVersions: [] };
+      state = { selection: { kind: 'newest' }, previous: undefined, lastFailure: undefined, loading: undefined, lock: Promise.resolve(), infoVersions: [] };
       this.states.set(name, state);
     }
     return state;
@@ -451,7 +517,7 @@ export class ModelRegistry {
     } finally {
       state.loading = undefined;
     }
-    if (this.closed) {
+    if (this.stage === 'closed') {
       await loaded.release(0);
       throw new ScoringError('shutting_down', 503, 'the server is shutting down');
     }
@@ -459,8 +525,7 @@ export class ModelRegistry {
     const previous = this.serving.get(name);
     this.serving.set(name, loaded);
     const at = performance.now();
-    state.pinned = options.pin ? ref.version : undefined;
-    state.unloaded = false;
+    state.selection = options.pin ? { kind: 'pinned', version: ref.version } : { kind: 'newest' };
     // A failure stays visible until that version or a newer one serves (not when an older one fills in).
     if (state.lastFailure !== undefined && byVersion(state.lastFailure.version, loaded.version) <= 0) state.lastFailure = undefined;
     if (previous !== undefined && previous.dir !== loaded.dir) state.previous = { version: previous.version, dir: previous.dir };

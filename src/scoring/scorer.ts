@@ -5,21 +5,19 @@ import type { RmserveMetrics } from '../metrics.js';
 import {
   aggregate,
   DEFAULT_REFERENCE_QUANTILE,
-  quantile,
-  resolveReference,
   applyTransform,
   TransformError,
   type AggregateName,
   type ReferenceSource,
   type TransformName,
-  type TransformParams,
 } from '../transforms/index.js';
 import { invalidItem, queueFull, ScoringError, unknownModel } from './errors.js';
 import type { ScoreItem } from '../model/format.js';
 import type { ModelRegistry } from './registry.js';
 import { RewardCache, tokenKey } from './reward-cache.js';
 import type { ModelVersion } from './model-version.js';
-import { promptIdentity, promptKey, ReferenceCache, withResponse } from './references.js';
+import { promptIdentity, promptKey, ReferenceCache, withResponse, type ReferenceRewards } from './references.js';
+import { transformParams, type ObjectiveReferences, type TransformChoice } from './transform-params.js';
 import type { TokenizedItem, TruncationSide } from '../model/tokenize.js';
 import { TokenizerPool } from './tokenizer-pool.js';
 
@@ -51,16 +49,11 @@ export interface ScoreResult {
   items: ScoredItem[];
 }
 
-/** How raw rewards become the reply's `transformed` values and `reward`. */
-export interface RewardOptions {
-  transform: TransformName;
+/** How raw rewards become the reply's `transformed` values (TransformChoice) and `reward`. */
+export interface RewardOptions extends TransformChoice {
   aggregate: AggregateName;
   /** By objective name (reply key); unnamed objectives weigh 1. */
   weights?: Readonly<Record<string, number>>;
-  /** The quantile of reference rewards that is r_ref for lsc (default 0.85). */
-  referenceQuantile?: number;
-  /** [lo, hi] for transform clip. */
-  clip?: readonly [number, number];
 }
 
 export interface RewardRequest extends ScoreRequest {
@@ -129,6 +122,20 @@ interface ObjectiveSlot {
   objective: string;
 }
 
+/** The reference reward vectors (all K heads) that apply to one item for one model. */
+interface ItemReferences {
+  rewards: ReferenceRewards;
+  source: ObjectiveReferences['source'];
+}
+
+/** A request's reference pairs, deduplicated: the same response to the same prompt is scored once. */
+interface ReferencePairs {
+  /** The distinct (prompt, reference response) items, scored after the request's own items. */
+  extra: ScoreItem[];
+  /** Per item, where its references' rewards will be: indexes into items followed by extra. */
+  itemRefs: (number[] | undefined)[];
+}
+
 export class Scorer {
   readonly references: ReferenceCache;
   private readonly tokenizers: TokenizerPool;
@@ -160,18 +167,14 @@ export class Scorer {
   /** Raw reward vectors only. */
   async score(request: ScoreRequest): Promise<ScoreResult> {
     const models = this.resolveModels(request.models);
-    const perModel = await Promise.all(models.map((model) => this.scoreWith(model, request)));
+    const perModel = await this.scoreAll(models, request);
     const slots = objectiveSlots(models);
     const items = request.items.map((_, i): ScoredItem => {
       const objectives: Record<string, ObjectiveScore> = {};
       for (const s of slots) {
         objectives[s.key] = { model: s.model.name, objective: s.objective, raw: rewardAt(perModel, s, i) };
       }
-      return {
-        objectives,
-        cached: perModel.every((m) => m.cached[i]),
-        truncated: perModel.some((m) => m.truncated[i]),
-      };
+      return { objectives, ...itemFlags(perModel, i) };
     });
     return { modelVersions: versionsOf(models), items };
   }
@@ -182,124 +185,47 @@ export class Scorer {
    * versions, the batcher, the cache and the all-or-nothing admission.
    */
   async reward(request: RewardRequest): Promise<RewardResult> {
-    const { options } = request;
-    const q = options.referenceQuantile ?? DEFAULT_REFERENCE_QUANTILE;
-    const lsc = options.transform === 'lsc';
     const models = this.resolveModels(request.models);
-    const n = request.items.length;
-
-    // Reference pairs, deduplicated: the same response to the same prompt is scored once.
-    const extra: ScoreItem[] = [];
-    const refIndex = new Map<string, number>();
-    const itemRefs: (number[] | undefined)[] = request.items.map((item, i) => {
-      const responses = lsc ? request.references?.[i] : undefined;
-      if (responses === undefined || responses.length === 0) return undefined;
-      if ('text' in item) throw invalidItem(`items[${i}]: reference responses need a {prompt, response} or {messages} item`);
-      const prompt = promptIdentity(item);
-      return responses.map((response) => {
-        const pair = `${prompt}\u0000${response}`;
-        let j = refIndex.get(pair);
-        if (j === undefined) {
-          j = extra.length;
-          refIndex.set(pair, j);
-          extra.push(withResponse(item, response));
-        }
-        return n + j;
-      });
-    });
-    if (request.maxPairs !== undefined && n + extra.length > request.maxPairs) {
-      throw new ScoringError(
-        'too_many_items',
-        413,
-        `at most ${request.maxPairs} (prompt, response) pairs per request, got ${n} items and ${extra.length} distinct reference pairs`,
-      );
-    }
-
-    const all = extra.length === 0 ? request.items : [...request.items, ...extra];
-    const perModel = await Promise.all(models.map((model) => this.scoreWith(model, { ...request, items: all })));
+    const pairs = referencePairs(request);
+    checkPairLimit(request, pairs.extra.length);
+    const all = pairs.extra.length === 0 ? request.items : [...request.items, ...pairs.extra];
+    const perModel = await this.scoreAll(models, { ...request, items: all });
+    const references = models.map((model, m) => this.rememberedReferences(model, perModel[m] as ModelScores, request, pairs.itemRefs));
     const slots = objectiveSlots(models);
+    const items = asScoringErrors(() => request.items.map((_, i) => rewardedItem(i, slots, perModel, references, request.options)));
+    return { modelVersions: versionsOf(models), items };
+  }
 
-    // Per model and item: the reference reward vectors that apply (request, else remembered).
-    // Remember first, so an item whose prompt got references from another item of this request
-    // uses them too.
-    const references = models.map((model, m) => {
-      if (!lsc) return [];
-      const scores = perModel[m] as ModelScores;
-      const keys = request.items.map((item, i) => promptKey(model, item, request.promptTexts?.[i]));
-      keys.forEach((key, i) => {
-        const refs = itemRefs[i];
-        if (key !== undefined && refs !== undefined) this.references.set(model.key, key, refs.map((j) => scores.rewards[j] as Float32Array));
-      });
-      return keys.map((key, i) => {
-        const refs = itemRefs[i];
-        if (refs !== undefined) return { rewards: refs.map((j) => scores.rewards[j] as Float32Array), source: 'request' as const };
-        const remembered = key === undefined ? undefined : this.references.get(model.key, key);
-        return remembered === undefined ? undefined : { rewards: remembered, source: 'prompt_cache' as const };
-      });
+  /** Every model scores the same items; each pins its own serving version. */
+  private scoreAll(models: ModelVersion[], request: ScoreRequest): Promise<ModelScores[]> {
+    return Promise.all(models.map((model) => this.scoreWith(model, request)));
+  }
+
+  /**
+   * Per item, the reference reward vectors that apply for `model`: the request's own, else the
+   * ones remembered for the item's prompt. Remembers first, so an item whose prompt got
+   * references from another item of this request uses them too. Only lsc reads references, so
+   * other transforms neither render prompt keys nor touch the cache.
+   */
+  private rememberedReferences(
+    model: ModelVersion,
+    scores: ModelScores,
+    request: RewardRequest,
+    itemRefs: readonly (number[] | undefined)[],
+  ): (ItemReferences | undefined)[] {
+    if (request.options.transform !== 'lsc') return [];
+    const rewardsOf = (refs: number[]): Float32Array[] => refs.map((j) => scores.rewards[j] as Float32Array);
+    const keys = request.items.map((item, i) => promptKey(model, item, request.promptTexts?.[i]));
+    keys.forEach((key, i) => {
+      const refs = itemRefs[i];
+      if (key !== undefined && refs !== undefined) this.references.set(model.key, key, rewardsOf(refs));
     });
-
-    try {
-      const items = request.items.map((_, i): RewardedItem => {
-        const objectives: Record<string, RewardedObjective> = {};
-        const values: Record<string, number> = {};
-        for (const s of slots) {
-          const raw = rewardAt(perModel, s, i);
-          if (!Number.isFinite(raw)) {
-            throw new ScoringError('non_finite_reward', 500, `model ${s.model.id} gave a non-finite reward (${raw}) for objective ${s.key} of items[${i}]`);
-          }
-          const stats = s.model.spec.manifest?.reference?.[s.objective];
-          const params: TransformParams = {};
-          let resolved: { reference: number; source: ReferenceSource } | undefined;
-          if (lsc) {
-            const refs = references[s.m]?.[i];
-            const column = refs?.rewards.map((r) => r[s.k] as number);
-            resolved = resolveReference(
-              s.key,
-              {
-                requestRewards: refs?.source === 'request' ? column : undefined,
-                promptCache: refs?.source === 'prompt_cache' && column !== undefined ? quantile(column, q) : undefined,
-                manifestQuantiles: stats?.quantiles,
-              },
-              q,
-            );
-            params.reference = resolved.reference;
-          } else if (options.transform === 'znorm') {
-            if (stats === undefined) {
-              throw new TransformError('missing_parameter', `objective ${s.key} has no reward mean/std: znorm needs reference.${s.objective} in model ${s.model.name}'s rmserve.json`);
-            }
-            params.mean = stats.mean;
-            params.std = stats.std;
-          } else if (options.transform === 'clip') {
-            if (options.clip !== undefined) params.clip = options.clip;
-          }
-          const transformed = applyTransform(options.transform, raw, params);
-          values[s.key] = transformed;
-          objectives[s.key] = {
-            model: s.model.name,
-            objective: s.objective,
-            raw,
-            transformed,
-            ...(resolved === undefined ? {} : { reference: resolved.reference, referenceSource: resolved.source }),
-          };
-        }
-        const { reward, probability } = aggregate(options.aggregate, values, options.weights);
-        if (reward !== undefined && !Number.isFinite(reward)) {
-          throw new TransformError('non_finite_result', `the ${options.aggregate} of items[${i}] is not finite; check the weights`);
-        }
-        return {
-          ...(reward === undefined ? {} : { reward }),
-          ...(probability === undefined ? {} : { probability }),
-          cached: perModel.every((m) => m.cached[i]),
-          truncated: perModel.some((m) => m.truncated[i]),
-          objectives,
-        };
-      });
-      return { modelVersions: versionsOf(models), items };
-    } catch (err) {
-      // Transform errors are the client's (bad weights, no reference…): 400 with their own code.
-      if (err instanceof TransformError) throw new ScoringError(err.code, err.statusCode, err.message);
-      throw err;
-    }
+    return keys.map((key, i) => {
+      const refs = itemRefs[i];
+      if (refs !== undefined) return { rewards: rewardsOf(refs), source: 'request' };
+      const remembered = key === undefined ? undefined : this.references.get(model.key, key);
+      return remembered === undefined ? undefined : { rewards: remembered, source: 'prompt_cache' };
+    });
   }
 
   private async scoreWith(model: ModelVersion, request: ScoreRequest): Promise<ModelScores> {
@@ -372,4 +298,116 @@ function rewardAt(perModel: ModelScores[], slot: ObjectiveSlot, i: number): numb
 
 function versionsOf(models: ModelVersion[]): Record<string, string> {
   return Object.fromEntries(models.map((m) => [m.name, m.version]));
+}
+
+/** Whether every model answered item `i` from the cache, and whether any truncated it. */
+function itemFlags(perModel: ModelScores[], i: number): { cached: boolean; truncated: boolean } {
+  return {
+    cached: perModel.every((m) => m.cached[i]),
+    truncated: perModel.some((m) => m.truncated[i]),
+  };
+}
+
+/**
+ * The reference pairs of a lsc request (other transforms ignore references). Only items whose
+ * prompt the server can pair with another response may carry them: not pre-formatted `text`.
+ */
+function referencePairs(request: RewardRequest): ReferencePairs {
+  const n = request.items.length;
+  const extra: ScoreItem[] = [];
+  const index = new Map<string, number>();
+  const itemRefs = request.items.map((item, i) => {
+    const responses = request.options.transform === 'lsc' ? request.references?.[i] : undefined;
+    if (responses === undefined || responses.length === 0) return undefined;
+    if ('text' in item) throw invalidItem(`items[${i}]: reference responses need a {prompt, response} or {messages} item`);
+    const prompt = promptIdentity(item);
+    return responses.map((response) => {
+      const pair = `${prompt}\u0000${response}`;
+      let j = index.get(pair);
+      if (j === undefined) {
+        j = extra.length;
+        index.set(pair, j);
+        extra.push(withResponse(item, response));
+      }
+      return n + j;
+    });
+  });
+  return { extra, itemRefs };
+}
+
+/** Items and distinct reference pairs count alike against the request's pair limit (413). */
+function checkPairLimit(request: RewardRequest, extraPairs: number): void {
+  const n = request.items.length;
+  if (request.maxPairs !== undefined && n + extraPairs > request.maxPairs) {
+    throw new ScoringError(
+      'too_many_items',
+      413,
+      `at most ${request.maxPairs} (prompt, response) pairs per request, got ${n} items and ${extraPairs} distinct reference pairs`,
+    );
+  }
+}
+
+/** Item `i` of the reply: every objective transformed, then their aggregate. */
+function rewardedItem(
+  i: number,
+  slots: ObjectiveSlot[],
+  perModel: ModelScores[],
+  references: (ItemReferences | undefined)[][],
+  options: RewardOptions,
+): RewardedItem {
+  const objectives: Record<string, RewardedObjective> = {};
+  const values: Record<string, number> = {};
+  for (const s of slots) {
+    const objective = rewardedObjective(s, i, rewardAt(perModel, s, i), references[s.m]?.[i], options);
+    values[s.key] = objective.transformed;
+    objectives[s.key] = objective;
+  }
+  const { reward, probability } = aggregate(options.aggregate, values, options.weights);
+  if (reward !== undefined && !Number.isFinite(reward)) {
+    throw new TransformError('non_finite_result', `the ${options.aggregate} of items[${i}] is not finite; check the weights`);
+  }
+  return {
+    ...(reward === undefined ? {} : { reward }),
+    ...(probability === undefined ? {} : { probability }),
+    ...itemFlags(perModel, i),
+    objectives,
+  };
+}
+
+/** One objective of item `i`: its raw reward, checked finite, and its transform. */
+function rewardedObjective(
+  s: ObjectiveSlot,
+  i: number,
+  raw: number,
+  refs: ItemReferences | undefined,
+  options: RewardOptions,
+): RewardedObjective {
+  if (!Number.isFinite(raw)) {
+    throw new ScoringError('non_finite_reward', 500, `model ${s.model.id} gave a non-finite reward (${raw}) for objective ${s.key} of items[${i}]`);
+  }
+  const { params, reference } = transformParams(options, {
+    key: s.key,
+    objective: s.objective,
+    model: s.model.name,
+    stats: s.model.spec.manifest?.reference?.[s.objective],
+    references: refs === undefined ? undefined : { rewards: refs.rewards.map((r) => r[s.k] as number), source: refs.source },
+  });
+  const transformed = applyTransform(options.transform, raw, params);
+  return {
+    model: s.model.name,
+    objective: s.objective,
+    raw,
+    transformed,
+    ...(reference === undefined ? {} : { reference: reference.reference, referenceSource: reference.source }),
+  };
+}
+
+/** Transform errors are the client's (bad weights, no reference…): 400 with their own code. */
+function asScoringErrors<T>(run: () => T): T {
+  try {
+    return run();
+  } catch (err) {
+    if (err instanceof TransformError) throw new ScoringError(err.code, err.statusCode, err.message);
+    throw err;
+  }
 }

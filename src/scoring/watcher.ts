@@ -78,7 +78,8 @@ export class ModelWatcher {
   }
 
   private async scanOnce(): Promise<void> {
-    const names = this.registry.discover();
+    // A full rescan, so /ready's view of the disk is refreshed by the watch too (registry.ready).
+    const names = [...this.registry.rescan().keys()];
     this.refreshWatches(names);
     for (const name of names) {
       if (this.stopped) return;
