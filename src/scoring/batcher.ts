@@ -40,6 +40,12 @@ interface QueuedItem {
   detach: () => void;
 }
 
+/** What a request whose item the model failed on gets: a 500 that says so and why. */
+function inferenceFailed(err: unknown): ScoringError {
+  if (err instanceof ScoringError) return err;
+  return new ScoringError('inference_failed', 500, `the model failed on this input: ${(err as Error).message}`);
+}
+
 export class DynamicBatcher {
   private queue: QueuedItem[] = [];
   /** Slots held for items still being tokenized, so admission is decided before that work. */
@@ -206,7 +212,26 @@ export class DynamicBatcher {
         queueWaitSeconds: rows.flat().map((item) => (started - item.enqueuedAt) / 1000),
       });
     } catch (err) {
-      for (const group of rows) for (const item of group) item.reject(err as Error);
+      if (rows.length === 1) {
+        for (const item of rows[0] as QueuedItem[]) item.reject(inferenceFailed(err));
+        return;
+      }
+      await this.retryAlone(rows);
+    }
+  }
+
+  /**
+   * A failed batch is run again row by row, once, so one input the model cannot take (a shape
+   * it rejects, a kernel that throws) fails only its own requests and not its neighbours'.
+   */
+  private async retryAlone(rows: QueuedItem[][]): Promise<void> {
+    for (const group of rows) {
+      try {
+        const [reward] = await this.runBatch([(group[0] as QueuedItem).ids]);
+        for (const item of group) item.resolve(reward as Float32Array);
+      } catch (err) {
+        for (const item of group) item.reject(inferenceFailed(err));
+      }
     }
   }
 

@@ -28,6 +28,11 @@ export interface BowGraphOptions {
    * that pads with another id then scores batched rows wrong (the load-time self-check's case).
    */
   padIdInGraph?: number;
+  /**
+   * Make the run fail (an out-of-range Gather) when a batch is at least this many tokens wide:
+   * the test fixture for an ONNX run that throws on some inputs only.
+   */
+  failFromLength?: number;
 }
 
 export function buildBowRewardGraph(w: BowModelWeights, options: BowGraphOptions = {}): Uint8Array {
@@ -57,6 +62,12 @@ export function buildBowRewardGraph(w: BowModelWeights, options: BowGraphOptions
   const summed = g.reduceSum(g.mul(tokens, g.unsqueeze(weight, [2])), [1], false); // [B,K]
   const count = g.op('Max', [g.reduceSum(m, [1], true), g.scalar('float32', 1)]); // [B,1]
   let logits = g.add(g.div(summed, count), bias); // [B,K]
+  if (options.failFromLength !== undefined) {
+    // zeros[T]: valid for T < failFromLength, out of range (ORT throws) from there on.
+    const width = g.op('Gather', [g.op('Shape', [ids]), g.scalar('int64', 1)]); // [] = T
+    const zeros = g.initializer('fail_table', 'float32', [options.failFromLength], new Float32Array(options.failFromLength)); // [L]
+    logits = g.add(logits, g.gather(zeros, width)); // [B,K] + [] = [B,K]
+  }
   if (options.flatOutput) {
     if (K !== 1) throw new Error('flatOutput needs a single head');
     logits = g.reshape(logits, [-1]); // [B]
