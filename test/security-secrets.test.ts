@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { PromptFormatter } from '../src/model/format.js';
 import { REPO_ROOT, tempModelsRoot, writeBowModel } from './helpers/model-fixtures.js';
 
@@ -47,7 +47,7 @@ test('secrets never reach the logs of a real server at log level trace', async (
       { path: '/v1/models', method: 'GET', headers: { authorization: `Bearer ${API_KEY}` }, status: 200 },
     ];
     for (const c of cases) {
-      const res = await request(`${origin}${c.path}`, { method: c.method, headers: c.headers, ...(c.body === undefined ? {} : { body: c.body }) });
+      const res: Dispatcher.ResponseData = await request(`${origin}${c.path}`, { method: c.method, headers: c.headers, ...(c.body === undefined ? {} : { body: c.body }) });
       const text = await res.body.text();
       assert.equal(res.statusCode, c.status, `${c.method} ${c.path}: ${text}`);
       assert.ok(!text.includes(API_KEY) && !text.includes(ADMIN_TOKEN), 'no secret in a reply');

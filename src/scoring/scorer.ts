@@ -62,6 +62,12 @@ export interface RewardRequest extends ScoreRequest {
   references?: readonly (readonly string[] | undefined)[];
   /** The formatted prompt of each pre-formatted (`text`) item, for the per-prompt reference cache. */
   promptTexts?: readonly (string | undefined)[];
+  /**
+   * The namespace of the per-prompt reference cache this request reads and writes ('' = the
+   * shared one). A training run that picks an unguessable scope cannot have its references set
+   * by another client.
+   */
+  referenceScope?: string;
   /** Most (prompt, response) pairs, items and reference pairs together, one request may score. */
   maxPairs?: number;
 }
@@ -215,7 +221,13 @@ export class Scorer {
   ): (ItemReferences | undefined)[] {
     if (request.options.transform !== 'lsc') return [];
     const rewardsOf = (refs: number[]): Float32Array[] => refs.map((j) => scores.rewards[j] as Float32Array);
-    const keys = request.items.map((item, i) => promptKey(model, item, request.promptTexts?.[i]));
+    // Scoped by the request's reference_scope: a client that does not know a training run's
+    // scope can neither read nor overwrite the references that run remembered.
+    const scope = request.referenceScope ?? '';
+    const keys = request.items.map((item, i) => {
+      const key = promptKey(model, item, request.promptTexts?.[i]);
+      return key === undefined ? undefined : `${scope}\u0000${key}`;
+    });
     keys.forEach((key, i) => {
       const refs = itemRefs[i];
       if (key !== undefined && refs !== undefined) this.references.set(model.key, key, rewardsOf(refs));

@@ -37,6 +37,13 @@ export const TransformNameSchema = Type.Union(TRANSFORM_NAMES.map((name) => Type
 export const AggregateNameSchema = Type.Union(AGGREGATE_NAMES.map((name) => Type.Literal(name)));
 export const WeightsSchema = Type.Record(Type.String({ minLength: 1 }), Type.Number());
 export const ReferenceQuantileSchema = Type.Number({ minimum: 0, maximum: 1 });
+export const ReferenceScopeSchema = Type.String({
+  minLength: 1,
+  maxLength: 256,
+  description:
+    'Namespace of the per-prompt LSC reference cache this request reads and writes. Requests without one share a scope ' +
+    'anyone can write to; give a training run its own unguessable scope so no other client can set its references.',
+});
 
 export const ErrorSchema = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String() }),

@@ -44,6 +44,8 @@ export interface FixtureOptions {
   config?: Record<string, unknown>;
   /** The graph finds padding as input_ids == this id, as transformers' classifiers do (see BowGraphOptions). */
   padIdInGraph?: number;
+  /** Runs fail once a batch is this many tokens wide (see BowGraphOptions). */
+  failFromLength?: number;
 }
 
 /** Writes a model folder at `dir` and returns the weights, so tests can compute expected scores. */

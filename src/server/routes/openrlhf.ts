@@ -8,7 +8,7 @@ import { ScoringError } from '../../scoring/errors.js';
 import { DEFAULT_REWARD_DEFAULTS, defaultAggregate, type RewardDefaults, type RewardOptions, type Scorer } from '../../scoring/scorer.js';
 import { checkAggregate } from '../../transforms/index.js';
 import { clientAbortSignal } from '../abort.js';
-import { AggregateNameSchema, ErrorSchema, TransformNameSchema } from '../schemas.js';
+import { AggregateNameSchema, ErrorSchema, ReferenceScopeSchema, TransformNameSchema } from '../schemas.js';
 
 const GetRewardBody = Type.Object({
   query: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
@@ -26,6 +26,7 @@ const GetRewardQuery = Type.Object({
   weights: Type.Optional(Type.String({ description: 'objective:weight pairs, comma-separated' })),
   model: Type.Optional(Type.String({ description: 'model names, comma-separated' })),
   clip: Type.Optional(Type.String({ description: 'lo,hi' })),
+  reference_scope: Type.Optional(ReferenceScopeSchema),
 });
 type GetRewardQuery = Static<typeof GetRewardQuery>;
 
@@ -66,6 +67,7 @@ export const openRlhfRoutes: FastifyPluginAsync<OpenRlhfRouteOptions> = async (a
         models,
         items: query.map((text) => ({ text })),
         promptTexts: prompts,
+        ...(request.query.reference_scope === undefined ? {} : { referenceScope: request.query.reference_scope }),
         options,
         signal: clientAbortSignal(request, reply),
       });

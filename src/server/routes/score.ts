@@ -13,6 +13,7 @@ import {
   ModelSelectorSchema,
   ReferenceQuantileSchema,
   ReferenceSchema,
+  ReferenceScopeSchema,
   ScoreItemSchema,
   TransformNameSchema,
   TruncationSchema,
@@ -31,6 +32,7 @@ const ScoreBody = Type.Object(
     // Reference responses for every item's prompt; an item's own `reference` replaces them.
     reference: Type.Optional(ReferenceSchema),
     reference_quantile: Type.Optional(ReferenceQuantileSchema),
+    reference_scope: Type.Optional(ReferenceScopeSchema),
     clip: Type.Optional(Type.Tuple([Type.Number(), Type.Number()])),
     truncation: Type.Optional(TruncationSchema),
   },
@@ -86,6 +88,7 @@ export const scoreRoutes: FastifyPluginAsync<ScoreRouteOptions> = async (app, { 
         models: modelList(body.model),
         items: body.items.map(({ reference: _, ...item }) => item),
         references: body.items.map((item) => (item.reference ?? body.reference)?.responses),
+        ...(body.reference_scope === undefined ? {} : { referenceScope: body.reference_scope }),
         options: {
           transform,
           aggregate,
