@@ -52,6 +52,7 @@ export class DynamicBatcher {
   private reserved = 0;
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
+  private scheduled = false;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
 
@@ -118,7 +119,7 @@ export class DynamicBatcher {
       }
       this.queue.push(item);
       this.onDepth(this.queue.length);
-      this.schedule();
+      this.scheduleSoon();
     });
   }
 
@@ -131,6 +132,20 @@ export class DynamicBatcher {
   /** Refuses new items; queued ones still run. */
   close(): void {
     this.closed = true;
+  }
+
+  /**
+   * Schedules after the current synchronous code: a request's items are submitted in one loop,
+   * and on a loaded machine max-wait-ms can pass between two of them, which would split one
+   * request over two runs. A microtask runs once they are all queued.
+   */
+  private scheduleSoon(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.schedule();
+    });
   }
 
   // The batching loop: run when a batch is full or its oldest item has waited max-wait-ms,
