@@ -733,7 +733,8 @@ function check2xx(request: FuzzRequest, reply: InjectReply, json: unknown): stri
 export function checkReply(request: FuzzRequest, reply: InjectReply): string | undefined {
   const status = reply.statusCode;
   if (status >= 500) return `${status} ${reply.body.slice(0, 300)}`;
-  const docs = request.route === 'GET /docs/*' && request.method === 'GET';
+  // The docs redirect (index.html → /docs/), for GET and its HEAD twin alike.
+  const docs = request.route === 'GET /docs/*' && (request.method === 'GET' || request.method === 'HEAD');
   if (status >= 300 && status < 400) return docs ? undefined : `unexpected redirect ${status}`;
   if (status < 200 || status >= 500) return `unexpected status ${status}`;
   if (request.method === 'HEAD' || request.method === 'OPTIONS') return undefined;
