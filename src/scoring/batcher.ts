@@ -38,6 +38,13 @@ interface QueuedItem {
   resolve: (reward: Float32Array) => void;
   reject: (err: Error) => void;
   detach: () => void;
+  timing: ItemTiming | undefined;
+}
+
+/** Filled in before an item's promise resolves: where its time went (the reply's timing headers). */
+export interface ItemTiming {
+  queueSeconds?: number;
+  inferenceSeconds?: number;
 }
 
 /** What a request whose item the model failed on gets: a 500 that says so and why. */
@@ -99,13 +106,13 @@ export class DynamicBatcher {
    * Queues one tokenized item. `key` identifies identical inputs (they share a row).
    * Aborting `signal` before the item's batch starts removes it from the queue.
    */
-  submit(ids: readonly number[], key: string, signal?: AbortSignal): Promise<Float32Array> {
+  submit(ids: readonly number[], key: string, signal?: AbortSignal, timing?: ItemTiming): Promise<Float32Array> {
     // Retryable: the client's retry lands on the version that replaced this one.
     if (this.closed) return Promise.reject(unavailable('model version is unloading; retry'));
     if (!this.hasRoomFor(1)) return Promise.reject(queueFull(this.retryAfterSeconds()));
     if (signal?.aborted) return Promise.reject(cancelled('request cancelled'));
     return new Promise<Float32Array>((resolve, reject) => {
-      const item: QueuedItem = { ids, key, enqueuedAt: performance.now(), resolve, reject, detach: () => {} };
+      const item: QueuedItem = { ids, key, enqueuedAt: performance.now(), resolve, reject, detach: () => {}, timing };
       if (signal) {
         const onAbort = (): void => {
           const at = this.queue.indexOf(item);
@@ -156,6 +163,8 @@ export class DynamicBatcher {
     this.timer = undefined;
     const oldest = this.queue[0] as QueuedItem;
     const waited = performance.now() - oldest.enqueuedAt;
+    // Nothing runs (this is only reached with no batch in flight): with max-wait-ms 0 the queue
+    // goes at once, as TEI's does; items that arrive meanwhile form the next batch.
     if (!this.batchIsFull() && waited < this.options.maxWaitMs) {
       this.timer = setTimeout(() => this.schedule(), this.options.maxWaitMs - waited);
       return;
@@ -216,6 +225,12 @@ export class DynamicBatcher {
     try {
       const rewards = await this.runBatch(inputs);
       const runSeconds = (performance.now() - started) / 1000;
+      for (const item of rows.flat()) {
+        if (item.timing !== undefined) {
+          item.timing.queueSeconds = (started - item.enqueuedAt) / 1000;
+          item.timing.inferenceSeconds = runSeconds;
+        }
+      }
       rows.forEach((group, i) => group.forEach((item) => item.resolve(rewards[i] as Float32Array)));
       const width = Math.max(...inputs.map((ids) => ids.length));
       this.onBatch({

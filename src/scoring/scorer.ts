@@ -14,7 +14,8 @@ import {
 import { invalidItem, queueFull, ScoringError, unknownModel } from './errors.js';
 import type { ScoreItem } from '../model/format.js';
 import type { ModelRegistry } from './registry.js';
-import { RewardCache, tokenKey } from './reward-cache.js';
+import { itemKey, RewardCache, tokenKey, type CachedReward } from './reward-cache.js';
+import type { ItemTiming } from './batcher.js';
 import type { ModelVersion } from './model-version.js';
 import { promptIdentity, promptKey, ReferenceCache, withResponse, type ReferenceRewards } from './references.js';
 import { transformParams, type ObjectiveReferences, type TransformChoice } from './transform-params.js';
@@ -42,11 +43,23 @@ export interface ScoredItem {
   /** True when every model answered this item from the cache. */
   cached: boolean;
   truncated: boolean;
+  /** Tokens the model saw, special tokens included (the largest count when several models score it). */
+  tokens: number;
+}
+
+/** Where a request's time went, in seconds (the slowest model's, when several score it). */
+export interface RequestTiming {
+  tokenizationSeconds: number;
+  /** Longest wait of one of its items for a batch. */
+  queueSeconds: number;
+  /** Longest ONNX run one of its items was in. */
+  inferenceSeconds: number;
 }
 
 export interface ScoreResult {
   modelVersions: Record<string, string>;
   items: ScoredItem[];
+  timing: RequestTiming;
 }
 
 /** How raw rewards become the reply's `transformed` values (TransformChoice) and `reward`. */
@@ -86,12 +99,14 @@ export interface RewardedItem {
   probability?: number;
   cached: boolean;
   truncated: boolean;
+  tokens: number;
   objectives: Record<string, RewardedObjective>;
 }
 
 export interface RewardResult {
   modelVersions: Record<string, string>;
   items: RewardedItem[];
+  timing: RequestTiming;
 }
 
 /** What /get_reward applies when its query string says nothing (`rmserve serve --transform …`). */
@@ -117,6 +132,8 @@ interface ModelScores {
   rewards: Float32Array[];
   cached: boolean[];
   truncated: boolean[];
+  tokens: number[];
+  timing: RequestTiming;
 }
 
 /** Where objective `key` of the reply is read from: column `k` of model `m`. */
@@ -182,7 +199,7 @@ export class Scorer {
       }
       return { objectives, ...itemFlags(perModel, i) };
     });
-    return { modelVersions: versionsOf(models), items };
+    return { modelVersions: versionsOf(models), items, timing: slowest(perModel) };
   }
 
   /**
@@ -199,7 +216,7 @@ export class Scorer {
     const references = models.map((model, m) => this.rememberedReferences(model, perModel[m] as ModelScores, request, pairs.itemRefs));
     const slots = objectiveSlots(models);
     const items = asScoringErrors(() => request.items.map((_, i) => rewardedItem(i, slots, perModel, references, request.options)));
-    return { modelVersions: versionsOf(models), items };
+    return { modelVersions: versionsOf(models), items, timing: slowest(perModel) };
   }
 
   /** Every model scores the same items; each pins its own serving version. */
@@ -253,39 +270,51 @@ export class Scorer {
 
   private async scoreTokenized(model: ModelVersion, request: ScoreRequest): Promise<ModelScores> {
     const side = request.truncation ?? model.spec.truncationSide;
-    // Admission before any work: a request's items hold queue slots while they are tokenized, so
-    // under overload the 429 comes at once instead of after a wait behind the tokenizer pool.
-    const releaseSlots = model.batcher.reserve(request.items.length);
+    // The cache is looked up by the item itself, so a hit costs a hash, not a tokenization.
+    const keys = request.items.map((item) => itemKey(item, side));
+    const hits = keys.map((key) => this.cache.get(model.key, key));
+    const missing = hits.flatMap((hit, i) => (hit === undefined ? [i] : []));
+    this.metrics.cacheHits.inc({ model: model.name }, hits.length - missing.length);
+    this.metrics.cacheMisses.inc({ model: model.name }, missing.length);
+
+    // Admission before any work: the misses hold queue slots while they are tokenized, so under
+    // overload the 429 comes at once instead of after a wait behind the tokenizer pool.
+    const releaseSlots = model.batcher.reserve(missing.length);
+    const tokenizeStarted = performance.now();
     let tokenized: TokenizedItem[];
     try {
-      tokenized = await this.tokenizers.tokenize(model, request.items, side);
+      tokenized = missing.length === 0 ? [] : await this.tokenizers.tokenize(model, missing.map((i) => request.items[i] as ScoreItem), side, missing);
     } finally {
       releaseSlots();
     }
-    const keys = tokenized.map((t) => tokenKey(t.ids));
-    const hits = keys.map((key) => this.cache.get(model.key, key));
-    const misses = hits.filter((h) => h === undefined).length;
-    this.metrics.cacheHits.inc({ model: model.name }, hits.length - misses);
-    this.metrics.cacheMisses.inc({ model: model.name }, misses);
+    const tokenizationSeconds = (performance.now() - tokenizeStarted) / 1000;
     // All-or-nothing admission: a request that does not fit changes nothing and gets 429. Between
     // releasing the reservation and queueing there is no await, so nothing can take the room.
-    if (!model.batcher.hasRoomFor(misses)) throw queueFull(1);
+    if (!model.batcher.hasRoomFor(missing.length)) throw queueFull(1);
 
-    const rewards = await Promise.all(
-      tokenized.map(async ({ ids }, i) => {
-        const hit = hits[i];
-        if (hit !== undefined) return hit;
-        const key = keys[i] as string;
-        const reward = await model.batcher.submit(ids, key, request.signal);
-        this.cache.set(model.key, key, reward);
-        return reward;
+    const timings = tokenized.map((): ItemTiming => ({}));
+    const fresh = await Promise.all(
+      tokenized.map(async ({ ids, truncated }, j) => {
+        const reward = await model.batcher.submit(ids, tokenKey(ids), request.signal, timings[j]);
+        const entry: CachedReward = { reward, truncated, tokens: ids.length };
+        this.cache.set(model.key, keys[missing[j] as number] as string, entry);
+        return entry;
       }),
     );
+    const entries = [...hits];
+    missing.forEach((i, j) => (entries[i] = fresh[j]));
+    const done = entries as CachedReward[];
     return {
       model,
-      rewards,
+      rewards: done.map((e) => e.reward),
       cached: hits.map((h) => h !== undefined),
-      truncated: tokenized.map((t) => t.truncated),
+      truncated: done.map((e) => e.truncated),
+      tokens: done.map((e) => e.tokens),
+      timing: {
+        tokenizationSeconds,
+        queueSeconds: Math.max(0, ...timings.map((t) => t.queueSeconds ?? 0)),
+        inferenceSeconds: Math.max(0, ...timings.map((t) => t.inferenceSeconds ?? 0)),
+      },
     };
   }
 }
@@ -312,12 +341,19 @@ function versionsOf(models: ModelVersion[]): Record<string, string> {
   return Object.fromEntries(models.map((m) => [m.name, m.version]));
 }
 
-/** Whether every model answered item `i` from the cache, and whether any truncated it. */
-function itemFlags(perModel: ModelScores[], i: number): { cached: boolean; truncated: boolean } {
+/** Whether every model answered item `i` from the cache, whether any truncated it, and its tokens. */
+function itemFlags(perModel: ModelScores[], i: number): { cached: boolean; truncated: boolean; tokens: number } {
   return {
     cached: perModel.every((m) => m.cached[i]),
     truncated: perModel.some((m) => m.truncated[i]),
+    tokens: Math.max(0, ...perModel.map((m) => m.tokens[i] ?? 0)),
   };
+}
+
+/** The request's timing: each part's slowest model. */
+function slowest(perModel: ModelScores[]): RequestTiming {
+  const max = (part: keyof RequestTiming): number => Math.max(0, ...perModel.map((m) => m.timing[part]));
+  return { tokenizationSeconds: max('tokenizationSeconds'), queueSeconds: max('queueSeconds'), inferenceSeconds: max('inferenceSeconds') };
 }
 
 /**

@@ -48,12 +48,14 @@ export class TokenizerPool {
         : undefined;
   }
 
-  async tokenize(model: TokenizerModel, items: readonly ScoreItem[], side: TruncationSide): Promise<TokenizedItem[]> {
+  /** @param indices each item's index in the request, for error messages (default: its position here) */
+  async tokenize(model: TokenizerModel, items: readonly ScoreItem[], side: TruncationSide, indices?: readonly number[]): Promise<TokenizedItem[]> {
+    const at = (i: number): number => indices?.[i] ?? i;
     let chars = 0;
     for (const [i, item] of items.entries()) {
       const n = charsOf(item);
       if (n > this.maxItemChars) {
-        throw new ScoringError('item_too_long', 413, `items[${i}] has ${n} characters; at most ${this.maxItemChars} per item (--max-item-chars)`);
+        throw new ScoringError('item_too_long', 413, `items[${at(i)}] has ${n} characters; at most ${this.maxItemChars} per item (--max-item-chars)`);
       }
       chars += n;
     }
@@ -63,7 +65,7 @@ export class TokenizerPool {
         try {
           return spec.tokenizer.encode(spec.formatter.render(item), side);
         } catch (err) {
-          throw invalidItem(`items[${i}]: ${(err as Error).message}`);
+          throw invalidItem(`items[${at(i)}]: ${(err as Error).message}`);
         }
       });
     }
@@ -73,7 +75,7 @@ export class TokenizerPool {
     if (!result.ok && 'unknownModel' in result) result = await this.pool.run({ ...task, files: spec.files });
     if (!result.ok) {
       if ('unknownModel' in result) throw new Error(`tokenizer worker could not build ${model.key}`);
-      throw invalidItem(`items[${result.index}]: ${result.message}`);
+      throw invalidItem(`items[${at(result.index)}]: ${result.message}`);
     }
     return result.ids.map((ids, i) => ({ ids, truncated: result.truncated[i] as boolean }));
   }
