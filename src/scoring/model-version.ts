@@ -7,12 +7,25 @@ import { DynamicBatcher, type BatcherOptions } from './batcher.js';
 import { modelLoadFailed } from './errors.js';
 import { cacheShapeHints, readModelFolder, type ModelSpec } from '../model/model-folder.js';
 import { folderFingerprint } from '../model/versions.js';
+import type { ScoreItem } from '../model/format.js';
+import { calibrateBatching } from './calibrate.js';
 import { RewardSession, type SessionOptions } from '../model/onnx-session.js';
 
 export interface LoadOptions {
   session: SessionOptions;
+  /** The configured limits; with calibrateBatching, the most a calibration may choose. */
   batcher: BatcherOptions;
   metrics: RmserveMetrics;
+  /** Time batch sizes at load and batch by measured cost per row (src/scoring/calibrate.ts). */
+  calibrateBatching?: boolean;
+}
+
+/** The batch limits a version runs with, and whether they were measured. */
+export interface BatchingLimits {
+  maxBatchSize: number;
+  maxBatchTokens: number;
+  calibrated: boolean;
+  calibrationSeconds?: number;
 }
 
 /**
@@ -58,6 +71,7 @@ export class ModelVersion {
     readonly fingerprint: string,
     private readonly session: RewardSession,
     readonly batcher: DynamicBatcher,
+    readonly batching: BatchingLimits,
     numOutputs: number,
     /** Seconds from reading the folder to the end of warm-up. */
     readonly loadSeconds: number,
@@ -98,9 +112,10 @@ export class ModelVersion {
       const k = await selfCheck(`${name}@${version}`, spec, session);
       const { metrics } = options;
       const model = `${name}@${version}`;
+      const batching = await batchingLimits(spec, session, options);
       const batcher = new DynamicBatcher(
         async (batch) => (await session.run(batch)).rewards,
-        options.batcher,
+        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens },
         (stats) => {
           metrics.batchSize.observe({ model }, stats.rows);
           metrics.batchTokens.observe({ model }, stats.paddedTokens);
@@ -111,7 +126,7 @@ export class ModelVersion {
         },
         (depth) => metrics.queueDepth.set({ model }, depth),
       );
-      return new ModelVersion(name, version, spec, fingerprint, session, batcher, k, (performance.now() - started) / 1000, metrics);
+      return new ModelVersion(name, version, spec, fingerprint, session, batcher, batching, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
       await session.release();
       throw err;
@@ -203,4 +218,13 @@ async function selfCheck(id: string, spec: ModelSpec, session: RewardSession): P
     }
   }
   return k;
+}
+
+/** The configured limits, or (calibrateBatching) those the measured cost per row calls for. */
+async function batchingLimits(spec: ModelSpec, session: RewardSession, options: LoadOptions): Promise<BatchingLimits> {
+  const { maxBatchSize, maxBatchTokens } = options.batcher;
+  if (!options.calibrateBatching) return { maxBatchSize, maxBatchTokens, calibrated: false };
+  const sample = spec.tokenizer.encode(spec.formatter.render(SELF_CHECK_ITEMS[1] as ScoreItem), spec.truncationSide).ids;
+  const calibration = await calibrateBatching((rows) => session.run(rows), sample, { maxBatchSize, maxBatchTokens, maxLength: spec.maxLength });
+  return { maxBatchSize: calibration.maxBatchSize, maxBatchTokens: calibration.maxBatchTokens, calibrated: true, calibrationSeconds: calibration.seconds };
 }

@@ -41,6 +41,8 @@ export interface ModelStatus {
     pad_id: number;
     pad_id_source: string;
     padding_side: string;
+    /** The batch limits this version runs with; calibrated ones were measured at load. */
+    batching: { max_batch_size: number; max_batch_tokens: number; calibrated: boolean; calibration_seconds?: number };
     metrics?: Record<string, unknown>;
   } | null;
   /** Complete versions on disk, oldest first. */
@@ -399,6 +401,12 @@ export class ModelRegistry {
             pad_id: model.spec.padId,
             pad_id_source: model.spec.padIdSource,
             padding_side: model.spec.paddingSide,
+            batching: {
+              max_batch_size: model.batching.maxBatchSize,
+              max_batch_tokens: model.batching.maxBatchTokens,
+              calibrated: model.batching.calibrated,
+              ...(model.batching.calibrationSeconds === undefined ? {} : { calibration_seconds: Number(model.batching.calibrationSeconds.toFixed(3)) }),
+            },
             ...(model.spec.manifest?.metrics ? { metrics: model.spec.manifest.metrics } : {}),
           }
         : null,

@@ -20,6 +20,12 @@ export const ModelStatusSchema = Type.Object({
       pad_id: Type.Integer({ description: 'The id rows are padded with' }),
       pad_id_source: Type.String({ description: 'Which rule gave the pad id: config.pad_token_id, tokenizer pad_token, tokenizer eos_token, config.eos_token_id or default 0' }),
       padding_side: Type.String(),
+      batching: Type.Object({
+        max_batch_size: Type.Integer(),
+        max_batch_tokens: Type.Integer(),
+        calibrated: Type.Boolean({ description: 'true when the limits were chosen by timing batch sizes at load (--calibrate-batching)' }),
+        calibration_seconds: Type.Optional(Type.Number()),
+      }),
       metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
   ]),
