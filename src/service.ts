@@ -2,75 +2,28 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { RmserveMetrics } from './metrics.js';
 import { ModelRegistry } from './scoring/registry.js';
-import { DEFAULT_WATCH_OPTIONS, ModelWatcher } from './scoring/watcher.js';
+import { ModelWatcher } from './scoring/watcher.js';
 import { RewardCache } from './scoring/reward-cache.js';
-import { DEFAULT_REFERENCE_CACHE_SIZE, ReferenceCache } from './scoring/references.js';
-import { DEFAULT_REWARD_DEFAULTS, Scorer, type RewardDefaults } from './scoring/scorer.js';
+import { ReferenceCache } from './scoring/references.js';
+import { Scorer } from './scoring/scorer.js';
 import { TokenizerPool } from './scoring/tokenizer-pool.js';
 import { buildApp } from './server/app.js';
 import { checkAggregate } from './transforms/index.js';
-import { DEFAULT_HTTP_LIMITS, validateHttpLimits, type HttpLimits } from './server/limits.js';
+import { validateHttpLimits } from './server/limits.js';
+import { defaultsOf } from './config/options.js';
+import { SERVE_OPTIONS, type ServeConfig } from './config/serve.js';
 
-export interface ServiceConfig extends HttpLimits {
-  modelsRoot: string;
-  device: string;
-  intraOpThreads: number;
-  interOpThreads: number;
-  /** ORT thread pools spin-wait between runs (off: the event loop needs those cores). */
-  ortSpinning: boolean;
-  maxBatchSize: number;
-  maxBatchTokens: number;
-  maxWaitMs: number;
-  maxQueueItems: number;
-  /** Largest padding share of one batch (1 = no limit). */
-  maxPaddingRatio: number;
-  cacheSize: number;
-  maxItems: number;
-  bodyLimit: number;
-  defaultModels: string[] | undefined;
-  /** Versions served instead of the newest, by model name (`--pin name=version`). */
-  pins: Record<string, string>;
-  /** Watch the models root and serve each model's newest complete version once it has settled. */
-  watch: boolean;
-  watchSettleMs: number;
-  watchPollMs: number;
-  /** Bearer token of the admin routes (load/unload/rollback); they are off without one. */
-  adminToken: string | undefined;
-  /** Bearer token required by every route but /health, /ready, /metrics and /docs; off when unset. */
-  apiKey: string | undefined;
-  /** /get_reward's transform, aggregate and LSC reference quantile when the URL names none. */
-  rewardDefaults: RewardDefaults;
-  /** Prompts whose LSC reference rewards are remembered (0 = off). */
-  referenceCacheSize: number;
-  /** Worker threads that tokenize large requests off the event loop (0 = always inline). */
-  tokenizerThreads: number;
-}
+/**
+ * createService's config. Its fields, defaults and documentation are the entries of SERVE_OPTIONS
+ * (src/config/serve.ts), the same table `rmserve serve` builds its flags from.
+ */
+export type ServiceConfig = ServeConfig;
 
 export const DEFAULT_CONFIG: ServiceConfig = {
-  modelsRoot: './models',
-  device: 'cpu',
-  intraOpThreads: 0,
-  interOpThreads: 0,
-  ortSpinning: false,
-  maxBatchSize: 64,
-  maxBatchTokens: 32768,
-  maxWaitMs: 2,
-  maxQueueItems: 4096,
-  maxPaddingRatio: 0.1,
-  cacheSize: 100_000,
-  maxItems: 256,
-  bodyLimit: 8 * 1024 * 1024,
-  defaultModels: undefined,
-  pins: {},
+  ...defaultsOf(SERVE_OPTIONS),
+  // The command watches unless --no-watch; a service embedded in a test or a benchmark loads what
+  // is there and nothing later, unless it asks.
   watch: false,
-  watchSettleMs: DEFAULT_WATCH_OPTIONS.settleMs,
-  watchPollMs: DEFAULT_WATCH_OPTIONS.pollMs,
-  adminToken: undefined,
-  apiKey: undefined,
-  rewardDefaults: DEFAULT_REWARD_DEFAULTS,
-  referenceCacheSize: DEFAULT_REFERENCE_CACHE_SIZE,
-  tokenizerThreads: 1,
-  ...DEFAULT_HTTP_LIMITS,
 };
 
 export interface Service {
@@ -117,7 +70,7 @@ export async function createService(
     metrics,
     config.defaultModels,
     new ReferenceCache(config.referenceCacheSize),
-    new TokenizerPool(config.tokenizerThreads),
+    new TokenizerPool({ threads: config.tokenizerThreads, maxItemChars: config.maxItemChars }),
   );
   const app = await buildApp({
     scorer,

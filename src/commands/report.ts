@@ -2,16 +2,10 @@
 // an `rmserve eval --json` result), e.g. after re-evaluating a model on new data.
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { addOptions, readOptions } from '../config/options.js';
+import { REPORT_OPTIONS } from '../config/report.js';
 import type { EvalResult } from '../eval/types.js';
 import { writeTrainingReport, type ConfigTable } from '../eval/report/index.js';
-
-interface ReportOptions {
-  metrics?: string;
-  eval?: string;
-  config?: string;
-  out: string;
-  title?: string;
-}
 
 function readJsonObject(path: string, what: string): Record<string, unknown> {
   const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
@@ -20,14 +14,12 @@ function readJsonObject(path: string, what: string): Record<string, unknown> {
 }
 
 export function reportCommand(): Command {
-  return new Command('report')
-    .description('write report.html from a training metrics log (JSONL) and an `rmserve eval --json` result')
-    .option('--metrics <file>', 'metrics log: one {"step", "split", "loss", "accuracy", ...} object per line')
-    .option('--eval <file>', 'evaluation result written by `rmserve eval --json`')
-    .option('--config <file>', 'JSON object of the run configuration, shown as a table (e.g. the model folder rmserve.json)')
-    .option('--title <text>', 'page title')
-    .requiredOption('--out <dir>', 'folder to write report.html into')
-    .action(function (this: Command, opts: ReportOptions) {
+  return addOptions(
+    new Command('report').description('write report.html from a training metrics log (JSONL) and an `rmserve eval --json` result'),
+    REPORT_OPTIONS,
+  )
+    .action(function (this: Command, parsed: Record<string, unknown>) {
+      const { config: opts } = readOptions(REPORT_OPTIONS, parsed);
       try {
         if (opts.metrics === undefined && opts.eval === undefined) throw new Error('give --metrics, --eval or both');
         const evalResult = opts.eval === undefined ? undefined : readJsonObject(opts.eval, 'the eval result');

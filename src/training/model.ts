@@ -37,10 +37,11 @@ export interface RewardModelConfig {
   initStd: number;
 }
 
-export function defaultModelConfig(overrides: Partial<RewardModelConfig> & Pick<RewardModelConfig, 'vocabSize'>): RewardModelConfig {
+// maxLength has no default here: the trainer's is --max-length's (src/config/train.ts), and a
+// second one (this used to say 512) could only disagree with it.
+export function defaultModelConfig(overrides: Partial<RewardModelConfig> & Pick<RewardModelConfig, 'vocabSize' | 'maxLength'>): RewardModelConfig {
   const dModel = overrides.dModel ?? 256;
   return {
-    maxLength: 512,
     dModel,
     nLayers: 4,
     nHeads: 4,

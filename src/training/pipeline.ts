@@ -12,83 +12,41 @@ import { completeTokenizerConfig, PairEncoder, readTokenizerFiles, type Tokenize
 import { LogProbForward, RewardForward, pairMetrics, scorePairs, weightsToTensors, type PairMetrics } from './evaluate.js';
 import { gitCommit, modelFolderContents, sha256File } from './export.js';
 import { stageModelFolder } from '../model/write-folder.js';
-import { DEFAULT_LOSS, lossConfig, lossNeeds, type LossConfig } from './losses.js';
+import { lossConfig, lossNeeds, type LossConfig } from './losses.js';
 import { TfidfModel, deltaStar, lengthRatio } from './similarity.js';
 import { SimilarityEncoder } from './similarity-encoder.js';
 import { quantile } from '../transforms/quantile.js';
 import { TRAINER_SPLIT, evaluateFiles, type EvalResult } from '../eval/index.js';
 import { writeTrainingReport } from '../eval/report/index.js';
 import type { ReferenceStatistics } from '../model/manifest.js';
-import { trainLoop, DEFAULT_OPTIMIZER, type LoopResult, type OptimizerConfig, type TrainExample } from './loop.js';
-import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type HeadKind, type ModelWeights, type RewardModelConfig } from './model.js';
+import { trainLoop, type LoopResult, type TrainExample } from './loop.js';
+import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type ModelWeights, type RewardModelConfig } from './model.js';
 import { loadHfGpt2, type LoadedGpt2 } from './hf-gpt2.js';
-import { splitByPrompt, type SplitFractions } from './split.js';
+import { splitByPrompt } from './split.js';
 import { trainByteLevelBpe } from './tokenizer/index.js';
 import type { RmserveManifest } from '../model/manifest.js';
+import { DEFAULT_TRAIN_CONFIG, resolveTrainConfig, type ResolvedTrainConfig, type TrainInput } from '../config/train.js';
 
-export interface TrainRunOptions {
-  data: string[];
-  out: string;
-  /** a tokenizer.json to use (tokenizer_config.json beside it is read too); else one is trained */
-  tokenizer?: string;
-  /** start from a Hugging Face GPT-2 folder (config.json + model.safetensors); its sizes replace dModel/layers/heads */
-  initFrom?: string;
-  vocabSize: number;
-  dModel: number;
-  layers: number;
-  heads: number;
-  maxLength: number;
-  head: HeadKind;
-  headHidden: number;
-  /** dropout before the reward head while training (GRM: 0.1); never in the exported graph */
-  headDropout?: number;
-  /** zero-initialise the reward head's last layer (HaF-RM) */
-  zeroHead?: boolean;
-  loss: LossConfig;
-  optimizer: OptimizerConfig;
-  steps: number;
-  batchSize: number;
-  evalEvery: number;
-  seed: number;
-  /** name of the reward column for pairs whose data names no objective */
-  objective: string;
-  split: SplitFractions;
-  /** use at most this many training pairs (0 = all) */
-  maxTrainPairs: number;
-  checkpointDir?: string;
-  resume?: string;
+export { defaultCheckpointDir } from '../config/train.js';
+
+/** A run: its TrainConfig (src/config/train.ts; what is left out takes the defaults there) and the caller's hooks. */
+export interface TrainRunOptions extends TrainInput {
+  /** stop after this step as if interrupted (checkpoint written, nothing exported) */
   stopAfter?: number;
+  /** draw the progress line; default: when stderr is a TTY */
   progress?: boolean;
-  threads?: number;
-  /** cpu, cuda or cuda:N (as `rmserve serve --device`) */
-  device?: string;
   /** stop early (after the current step), checkpoint and skip the export */
   signal?: AbortSignal;
   /** the command line, for provenance */
   command?: string;
-  /** write report.html (with an evaluation of the test split) beside the model; default true */
-  report?: boolean;
   log?: (line: string) => void;
 }
 
-export const DEFAULT_TRAIN_OPTIONS: Omit<TrainRunOptions, 'data' | 'out'> = {
-  vocabSize: 8192,
-  dModel: 256,
-  layers: 4,
-  heads: 4,
-  maxLength: 256,
-  head: 'linear',
-  headHidden: 1024,
-  loss: DEFAULT_LOSS,
-  optimizer: DEFAULT_OPTIMIZER,
-  steps: 1000,
-  batchSize: 16,
-  evalEvery: 100,
-  seed: 1,
-  objective: 'reward',
-  split: { train: 0.8, validation: 0.1, test: 0.1 },
-  maxTrainPairs: 0,
-};
+/**
+ * DEFAULT_TRAIN_CONFIG for callers that spread it into a TrainRunOptions; their reward column has
+ * always been named `reward` (the command names it after the model folder).
+ */
+export const DEFAULT_TRAIN_OPTIONS = { ...DEFAULT_TRAIN_CONFIG, objective: 'reward' };
 
 export interface TrainRunResult {
   outDir: string;
@@ -103,13 +61,8 @@ function responseTexts(pairs: readonly PreferencePair[]): string[] {
   return pairs.flatMap((p) => [...p.prompt.map((m) => m.content), p.chosen, p.rejected]);
 }
 
-/** The default checkpoint folder: under the git-ignored .rmserve-cache, named after the model folder. */
-export function defaultCheckpointDir(out: string): string {
-  const abs = resolve(out);
-  return join('.rmserve-cache', 'checkpoints', basename(dirname(abs)), basename(abs));
-}
-
-export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
+export async function runTraining(options: TrainRunOptions): Promise<TrainRunResult> {
+  const o = { ...options, ...resolveTrainConfig(options) };
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   if (o.data.length === 0) throw new Error('give at least one --data file');
 
@@ -176,23 +129,23 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
   validateModelConfig(config);
   log(`model: ${parameterCount(config).toLocaleString('en')} parameters (d_model ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, vocab ${config.vocabSize}, K ${config.numObjectives})` +
     (pretrained ? `, initialised from ${o.initFrom}` : ''));
-  const zeroHead = o.zeroHead ?? o.loss.method === 'haf';
+  const zeroHead = o.zeroHead;
   const init: ModelWeights = pretrained ? initFromPretrained(config, pretrained.params, o.seed, { zeroHead }) : initWeights(config, o.seed, { zeroHead });
 
   // ---- train
   const session: ort.InferenceSession.SessionOptions = {
-    executionProviders: executionProviders(o.device ?? 'cpu'),
+    executionProviders: executionProviders(o.device),
     ...(o.threads ? { intraOpNumThreads: o.threads } : {}),
   };
   // From the initial weights (the seed's, or --init-from's), also on --resume: the same references as the uninterrupted run.
   if (needs.reference) await addReferenceLogProbs(config, init, train, encoder.padId, session, log);
   const t0 = performance.now();
-  const checkpointDir = o.checkpointDir ?? defaultCheckpointDir(o.out);
+  const checkpointDir = o.checkpointDir;
   // The log grows beside the checkpoints and goes into the model folder with the export: --out
   // holds the previous version untouched until the new one replaces it whole.
   const metricsPath = join(checkpointDir, 'train-metrics.jsonl');
   const loop = await trainLoop({
-    model: config, loss: o.loss, headDropout: o.headDropout ?? 0, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
+    model: config, loss: o.loss, headDropout: o.headDropout, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
     evalEvery: o.evalEvery, seed: o.seed, checkpointDir,
     metricsPath, resume: o.resume, stopAfter: o.stopAfter,
     ...(o.resume ? { resumeMetricsPath: resumeMetrics(o.resume, o.out) } : {}),
@@ -274,7 +227,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
         config,
         method: o.loss.method,
         loss: lossConfig(o.loss),
-        head_dropout: o.headDropout ?? 0,
+        head_dropout: o.headDropout,
         zero_head: zeroHead,
         optimizer: o.optimizer,
         steps: o.steps,
@@ -291,7 +244,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     copyFileSync(metricsPath, join(staging, 'train-metrics.jsonl'));
 
     // ---- report.html beside the model, with an evaluation of the exported folder on the test split
-    if (o.report ?? true) {
+    if (o.report) {
       // rmserve eval's test split is the trainer's only with the default fractions; with others the
       // report has no evaluation rather than one that mixes in training pairs.
       const sameSplit = o.split.train === TRAINER_SPLIT.train && o.split.validation === TRAINER_SPLIT.validation && o.split.test === TRAINER_SPLIT.test;
@@ -300,7 +253,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
       if (sameSplit) {
         try {
           evalResult = await evaluateFiles({
-            model: staging, data: o.data, split: 'test', device: o.device ?? 'cpu', ...(o.threads ? { intraOpThreads: o.threads } : {}),
+            model: staging, data: o.data, split: 'test', device: o.device, ...(o.threads ? { intraOpThreads: o.threads } : {}),
           });
           evalResult = { ...evalResult, model: { ...evalResult.model, dir: outDir } };
         } catch (err) {
@@ -314,7 +267,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
         metricsLogPath: join(staging, 'train-metrics.jsonl'),
         evalResult,
         config: {
-          method: o.loss.method, loss: lossConfig(o.loss), head: config.head, head_dropout: o.headDropout ?? 0, zero_head: zeroHead,
+          method: o.loss.method, loss: lossConfig(o.loss), head: config.head, head_dropout: o.headDropout, zero_head: zeroHead,
           d_model: config.dModel, layers: config.nLayers, heads: config.nHeads, vocab: config.vocabSize, max_length: config.maxLength,
           steps: o.steps, batch_size: o.batchSize, optimizer: o.optimizer, seed: o.seed, data: o.data,
           evaluated_split: evaluated,
@@ -333,7 +286,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     throw err;
   }
   log(`exported ${outDir} (best step ${loop.bestStep})`);
-  if (o.report ?? true) log(`wrote ${join(outDir, 'report.html')}`);
+  if (o.report) log(`wrote ${join(outDir, 'report.html')}`);
   return { outDir, manifest, config, loop, test: testMetrics };
 }
 
@@ -393,11 +346,11 @@ export async function pcrmPriors(
 }
 
 async function addDeltaStar(
-  o: TrainRunOptions, pairs: readonly PreferencePair[], train: TrainExample[], encoder: PairEncoder, log: (line: string) => void,
+  o: ResolvedTrainConfig, pairs: readonly PreferencePair[], train: TrainExample[], encoder: PairEncoder, log: (line: string) => void,
 ): Promise<void> {
   const p = lossConfig(o.loss).pcrm;
   const t0 = performance.now();
-  const prior = await pcrmPriors(pairs, o.loss, encoder.tokenizer, o.device ?? 'cpu');
+  const prior = await pcrmPriors(pairs, o.loss, encoder.tokenizer, o.device);
   train.forEach((e, i) => (e.deltaStar = prior.deltaStar[i] as number));
   const mean = (xs: Float64Array): number => xs.reduce((a, v) => a + v, 0) / Math.max(1, xs.length);
   log(`PCRM: ${p.similarity} similarity of ${train.length} training pairs (mean s ${mean(prior.similarity).toFixed(3)}, mean δ* ${mean(prior.deltaStar).toFixed(2)}) ` +
