@@ -48,3 +48,24 @@ describe('cache hits skip tokenization', () => {
     }
   });
 });
+
+describe('timing headers', () => {
+  const root = tempModelsRoot();
+  let service: Service;
+  before(async () => {
+    writeBowModel(join(root, 'rm', '1'), { tokenizer: 'gpt2', maxLength: 32, seed: 2 });
+    service = await createService({ modelsRoot: root, watch: false });
+  });
+  after(() => service.close());
+
+  test('/v1/score sends x-tokenization-time, x-queue-time, x-inference-time and x-total-time in ms, as TEI does', async () => {
+    const reply = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ prompt: 'Hi', response: 'Hello there.' }] } });
+    assert.equal(reply.statusCode, 200);
+    const header = (name: string): number => Number(reply.headers[name]);
+    for (const name of ['x-tokenization-time', 'x-queue-time', 'x-inference-time', 'x-total-time']) {
+      assert.ok(Number.isFinite(header(name)) && header(name) >= 0, `${name}: ${reply.headers[name]}`);
+    }
+    assert.ok(header('x-inference-time') > 0);
+    assert.ok(header('x-total-time') >= header('x-inference-time') + header('x-queue-time'));
+  });
+});

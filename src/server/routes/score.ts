@@ -5,6 +5,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { defaultAggregate, type RewardedItem, type Scorer } from '../../scoring/scorer.js';
 import { ScoringError } from '../../scoring/errors.js';
+import { setTimingHeaders } from '../timing.js';
 import { checkAggregate } from '../../transforms/index.js';
 import { clientAbortSignal } from '../abort.js';
 import {
@@ -100,6 +101,7 @@ export const scoreRoutes: FastifyPluginAsync<ScoreRouteOptions> = async (app, { 
         truncation: body.truncation,
         signal: clientAbortSignal(request, reply),
       });
+      setTimingHeaders(reply, result.timing);
       return { model_versions: result.modelVersions, results: result.items.map(resultJson) };
     },
   );
