@@ -218,6 +218,9 @@ function serverStatusCounts(text: string): Record<string, number> {
 interface Sample {
   t_s: number;
   rss_mb: number;
+  /** V8 heap in use and memory outside it (ONNX Runtime, buffers), from prom-client's gauges. */
+  heap_used_mb: number | undefined;
+  external_mb: number | undefined;
   requests: number;
   rps: number;
   p50_ms: number;
@@ -281,10 +284,13 @@ async function takeSample(): Promise<void> {
   windowStatuses = {};
   const metricsText = (await get('/metrics')).text;
   const ms = (v: number | undefined): number | undefined => (v === undefined ? undefined : Math.round(v * 1e5) / 100);
+  const mb = (v: number | undefined): number | undefined => (v === undefined ? undefined : Math.round((v / 2 ** 20) * 10) / 10);
   const t = (performance.now() - t0) / 1000;
   const sample: Sample = {
     t_s: Math.round(t),
     rss_mb: Math.round((rssBytes(child.pid as number) / 2 ** 20) * 10) / 10,
+    heap_used_mb: mb(metric(metricsText, 'nodejs_heap_size_used_bytes')),
+    external_mb: mb(metric(metricsText, 'nodejs_external_memory_bytes')),
     requests: latencies.length,
     rps: Math.round((latencies.length / sampleS) * 10) / 10,
     p50_ms: Math.round(quantile(latencies, 0.5) * 100) / 100,
@@ -298,7 +304,7 @@ async function takeSample(): Promise<void> {
   samples.push(sample);
   const fiveXx = Object.entries(totals.byStatus).filter(([s]) => s.startsWith('5')).reduce((a, [, n]) => a + n, 0);
   console.error(
-    `[soak] t=${sample.t_s}s rss=${sample.rss_mb} MB rps=${sample.rps} p50=${sample.p50_ms} ms p99=${sample.p99_ms} ms ` +
+    `[soak] t=${sample.t_s}s rss=${sample.rss_mb} MB heap=${sample.heap_used_mb} MB rps=${sample.rps} p50=${sample.p50_ms} ms p99=${sample.p99_ms} ms ` +
       `loop p99=${sample.loop_lag_p99_ms} ms | total ${totals.requests}, 5xx ${fiveXx}, unexpected ${totals.unexpected}, transport errors ${totals.transportErrors}`,
   );
 }
@@ -341,9 +347,10 @@ const serverFiveXx = Object.entries(serverCounts).filter(([s]) => s.startsWith('
 // breathe), and no drift: the last minute's mean within 10% of the first minute's.
 const perMinute = Math.max(1, Math.round(60 / sampleS));
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-const rssDrift = rss.length < 2 ? NaN : (mean(rss.slice(-perMinute)) - mean(rss.slice(0, perMinute))) / mean(rss.slice(0, perMinute));
+// Too few samples for two separate minutes: no drift figure, and no verdict.
+const rssDrift = rss.length < 2 * perMinute ? NaN : (mean(rss.slice(-perMinute)) - mean(rss.slice(0, perMinute))) / mean(rss.slice(0, perMinute));
 const rssMaxDeviation = rss.length === 0 ? NaN : Math.max(...rss.map((r) => Math.abs(r - rssMedian) / rssMedian));
-const flat = rssMaxDeviation <= 0.1 && Math.abs(rssDrift) <= 0.1;
+const flat = rssMaxDeviation <= 0.1 && Math.abs(rssDrift) <= 0.1; // false when rssDrift is NaN
 const p99s = afterWarmup.map((s) => s.p99_ms);
 
 const report = {
@@ -383,9 +390,9 @@ const md = [
   `5xx: ${fiveXx} (server counter: ${serverFiveXx}); unexpected statuses: ${totals.unexpected}; transport errors: ${totals.transportErrors}; server exit code after SIGTERM: ${exitCode}.`,
   `RSS after the ${warmupS} s warm-up: ${r2(report.rss_after_warmup_mb.min)}–${r2(report.rss_after_warmup_mb.max)} MB (median ${r2(rssMedian)} MB; samples within ±${r2(rssMaxDeviation * 100)}% of it; first-to-last-minute drift ${r2(rssDrift * 100)}%; slope ${r2(slope)} MB/min): flat within 10%: ${flat ? 'yes' : 'no'}.`,
   '',
-  '| t (s) | RSS (MB) | req/s | p50 (ms) | p99 (ms) | max (ms) | loop lag p99 (ms) | loop lag max (ms) | statuses |',
-  '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
-  ...samples.map((s) => `| ${s.t_s} | ${s.rss_mb} | ${s.rps} | ${s.p50_ms} | ${s.p99_ms} | ${s.max_ms} | ${r2(s.loop_lag_p99_ms)} | ${r2(s.loop_lag_max_ms)} | ${Object.entries(s.statuses).map(([k, v]) => `${k}: ${v}`).join(', ')} |`),
+  '| t (s) | RSS (MB) | heap used (MB) | external (MB) | req/s | p50 (ms) | p99 (ms) | max (ms) | loop lag p99 (ms) | loop lag max (ms) | statuses |',
+  '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  ...samples.map((s) => `| ${s.t_s} | ${s.rss_mb} | ${r2(s.heap_used_mb)} | ${r2(s.external_mb)} | ${s.rps} | ${s.p50_ms} | ${s.p99_ms} | ${s.max_ms} | ${r2(s.loop_lag_p99_ms)} | ${r2(s.loop_lag_max_ms)} | ${Object.entries(s.statuses).map(([k, v]) => `${k}: ${v}`).join(', ')} |`),
   '',
   '| kind | replies by status |',
   '| --- | --- |',
