@@ -111,7 +111,7 @@ describe('PyTorch parity (test/fixtures/hf)', () => {
   /** The batch-size histogram's running sum and count for a model: tells how a request was batched. */
   const batches = async (model: string): Promise<{ rows: number; runs: number }> => {
     const { values } = await service.metrics.batchSize.get();
-    const of = (metric: string): number => values.find((v) => v.metricName === metric && v.labels.model === `${model}@0`)?.value ?? 0;
+    const of = (metric: string): number => values.find((v) => v.metricName === metric && v.labels.model === model && v.labels.version === '0')?.value ?? 0;
     return { rows: of('rmserve_batch_size_sum'), runs: of('rmserve_batch_size_count') };
   };
 

@@ -36,13 +36,13 @@ for (const paddingSide of ['left', 'right'] as const) {
 
     test(`${CONCURRENCY} concurrent single-item requests share few ONNX runs and match solo scores`, async () => {
       const items = itemsOfVaryingLength(CONCURRENCY);
-      const runsBefore = metricValue(await metricsText(service), 'rmserve_batch_size_count', { model: 'rm@1' }, 0);
+      const runsBefore = metricValue(await metricsText(service), 'rmserve_batch_size_count', { model: 'rm', version: '1' }, 0);
       const replies = await Promise.all(
         items.map((item) => service.app.inject({ method: 'POST', url: '/v1/score', payload: { items: [item] } })),
       );
-      const runs = metricValue(await metricsText(service), 'rmserve_batch_size_count', { model: 'rm@1' }) - runsBefore;
+      const runs = metricValue(await metricsText(service), 'rmserve_batch_size_count', { model: 'rm', version: '1' }) - runsBefore;
       assert.ok(runs <= CONCURRENCY / 8, `${CONCURRENCY} requests took ${runs} ONNX runs`);
-      const paddingObserved = metricValue(await metricsText(service), 'rmserve_padding_ratio_sum', { model: 'rm@1' });
+      const paddingObserved = metricValue(await metricsText(service), 'rmserve_padding_ratio_sum', { model: 'rm', version: '1' });
       assert.ok(paddingObserved > 0, 'items of different lengths were padded together');
 
       // Solo scores: the same items one at a time (each its own batch), and the model's maths in JS.

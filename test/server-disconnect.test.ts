@@ -38,12 +38,12 @@ describe('client disconnect', () => {
     await waitFor(() => batcher.depth === 0, 'the queue is empty after the client left');
     const idle = (await service.app.inject({ method: 'GET', url: '/metrics' })).body;
     assert.match(idle, /^# TYPE rmserve_batch_size histogram$/m, 'the batch-size histogram is exported');
-    assert.equal(metricValue(idle, 'rmserve_batch_size_count', { model: 'rm@1' }, 0), 0, 'no ONNX run took them');
+    assert.equal(metricValue(idle, 'rmserve_batch_size_count', { model: 'rm', version: '1' }, 0), 0, 'no ONNX run took them');
     // Control: a batch that does run is counted under that very name and label. 64 identical items
     // fill a batch (max batch size 64) at once, so it runs without waiting out the 5 s, as one row.
     const full = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { items: Array(64).fill(items[0]) } });
     assert.equal(full.statusCode, 200, full.body);
     const ran = (await service.app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.equal(metricValue(ran, 'rmserve_batch_size_count', { model: 'rm@1' }), 1, 'one ONNX run, counted');
+    assert.equal(metricValue(ran, 'rmserve_batch_size_count', { model: 'rm', version: '1' }), 1, 'one ONNX run, counted');
   });
 });

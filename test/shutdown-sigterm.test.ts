@@ -52,7 +52,7 @@ async function startServer(extraArgs: string[]): Promise<Server> {
 
 async function queueDepth(origin: string): Promise<number> {
   const res = await request(`${origin}/metrics`);
-  return metricValue(await res.body.text(), 'rmserve_queue_depth', { model: 'rm@1' }, 0);
+  return metricValue(await res.body.text(), 'rmserve_queue_depth', { model: 'rm', version: '1' }, 0);
 }
 
 /** Sends QUEUED single-item requests that sit in the batcher (max-wait-ms is long) and waits until all are queued. */

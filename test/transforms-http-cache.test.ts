@@ -33,9 +33,9 @@ describe('transforms reuse cached raw scores', () => {
     const text = (await service.app.inject({ method: 'GET', url: '/metrics' })).body;
     const out: Record<string, number> = {};
     for (const id of Object.keys(MODELS)) {
-      const name = id.split('@')[0]!;
-      out[`${id} runs`] = metricValue(text, 'rmserve_batch_size_count', { model: id }, 0);
-      out[`${id} rows`] = metricValue(text, 'rmserve_batch_size_sum', { model: id }, 0);
+      const [name, version] = id.split('@') as [string, string];
+      out[`${id} runs`] = metricValue(text, 'rmserve_batch_size_count', { model: name, version }, 0);
+      out[`${id} rows`] = metricValue(text, 'rmserve_batch_size_sum', { model: name, version }, 0);
       out[`${name} hits`] = metricValue(text, 'rmserve_cache_hits_total', { model: name }, 0);
       out[`${name} misses`] = metricValue(text, 'rmserve_cache_misses_total', { model: name }, 0);
     }

@@ -2,7 +2,7 @@
 // Loading validates the graph with a smoke batch and warms it before the version may take traffic;
 // releasing waits for the work that pinned this version before the session is freed.
 import { join } from 'node:path';
-import type { RmserveMetrics } from '../metrics.js';
+import { versionLabels, type RmserveMetrics } from '../metrics.js';
 import { DynamicBatcher, type BatcherOptions } from './batcher.js';
 import { modelLoadFailed } from './errors.js';
 import { cacheShapeHints, readModelFolder, type ModelSpec } from '../model/model-folder.js';
@@ -83,9 +83,10 @@ export class ModelVersion {
       throw modelLoadFailed(`${name}: ${labels.length} objective names for ${numOutputs} logits columns`);
     }
     this.objectives = labels ?? (numOutputs === 1 ? [name] : Array.from({ length: numOutputs }, (_, i) => `${name}_${i}`));
+    metrics.retainVersion(versionLabels(this));
   }
 
-  /** `name@version`, the metrics' and logs' name of this version. */
+  /** `name@version`, the logs' name of this version (metrics label model and version apart). */
   get id(): string {
     return `${this.name}@${this.version}`;
   }
@@ -111,20 +112,27 @@ export class ModelVersion {
     try {
       const k = await selfCheck(`${name}@${version}`, spec, session);
       const { metrics } = options;
-      const model = `${name}@${version}`;
+      const labels = versionLabels({ name, version });
       const batching = await batchingLimits(spec, session, options);
       const batcher = new DynamicBatcher(
-        async (batch) => (await session.run(batch)).rewards,
+        async (batch) => {
+          const finished = metrics.batchStarted(labels, batch.length);
+          try {
+            return (await session.run(batch)).rewards;
+          } finally {
+            finished();
+          }
+        },
         { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens },
         (stats) => {
-          metrics.batchSize.observe({ model }, stats.rows);
-          metrics.batchTokens.observe({ model }, stats.paddedTokens);
-          metrics.paddingRatio.observe({ model }, 1 - stats.realTokens / stats.paddedTokens);
-          metrics.inferenceDuration.observe({ model }, stats.runSeconds);
-          metrics.tokensTotal.inc({ model }, stats.realTokens);
-          for (const wait of stats.queueWaitSeconds) metrics.queueWait.observe({ model }, wait);
+          metrics.batchSize.observe(labels, stats.rows);
+          metrics.batchTokens.observe(labels, stats.paddedTokens);
+          metrics.paddingRatio.observe(labels, 1 - stats.realTokens / stats.paddedTokens);
+          metrics.inferenceDuration.observe(labels, stats.runSeconds);
+          metrics.tokensTotal.inc(labels, stats.realTokens);
+          for (const wait of stats.queueWaitSeconds) metrics.queueWait.observe(labels, wait);
         },
-        (depth) => metrics.queueDepth.set({ model }, depth),
+        (depth) => metrics.queueDepth.set(labels, depth),
       );
       return new ModelVersion(name, version, spec, fingerprint, session, batcher, batching, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
@@ -174,18 +182,7 @@ export class ModelVersion {
     this.batcher.close();
     await this.batcher.drain();
     await this.session.release();
-    const labels = { model: this.id };
-    for (const metric of [
-      this.metrics.batchSize,
-      this.metrics.batchTokens,
-      this.metrics.paddingRatio,
-      this.metrics.inferenceDuration,
-      this.metrics.tokensTotal,
-      this.metrics.queueWait,
-      this.metrics.queueDepth,
-    ]) {
-      metric.remove(labels);
-    }
+    this.metrics.releaseVersion(versionLabels(this));
   }
 }
 

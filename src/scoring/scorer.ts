@@ -1,7 +1,7 @@
 // The scoring pipeline: format → tokenize → cache → batcher → raw reward vectors, for one or more
 // models, then (in `reward`) reference rewards → transforms → aggregate. Each request pins the
 // serving version of each model at its start (hot-swap safety).
-import type { RmserveMetrics } from '../metrics.js';
+import { versionLabels, type RmserveMetrics } from '../metrics.js';
 import {
   aggregate,
   DEFAULT_REFERENCE_QUANTILE,
@@ -274,8 +274,9 @@ export class Scorer {
     const keys = request.items.map((item) => itemKey(item, side));
     const hits = keys.map((key) => this.cache.get(model.key, key));
     const missing = hits.flatMap((hit, i) => (hit === undefined ? [i] : []));
-    this.metrics.cacheHits.inc({ model: model.name }, hits.length - missing.length);
-    this.metrics.cacheMisses.inc({ model: model.name }, missing.length);
+    const labels = versionLabels(model);
+    this.metrics.cacheHits.inc(labels, hits.length - missing.length);
+    this.metrics.cacheMisses.inc(labels, missing.length);
 
     // Admission before any work: the misses hold queue slots while they are tokenized, so under
     // overload the 429 comes at once instead of after a wait behind the tokenizer pool.
@@ -288,6 +289,7 @@ export class Scorer {
       releaseSlots();
     }
     const tokenizationSeconds = (performance.now() - tokenizeStarted) / 1000;
+    if (missing.length > 0) this.metrics.observeTokenization(labels, tokenizationSeconds);
     // All-or-nothing admission: a request that does not fit changes nothing and gets 429. Between
     // releasing the reservation and queueing there is no await, so nothing can take the room.
     if (!model.batcher.hasRoomFor(missing.length)) throw queueFull(1);
@@ -304,6 +306,7 @@ export class Scorer {
     const entries = [...hits];
     missing.forEach((i, j) => (entries[i] = fresh[j]));
     const done = entries as CachedReward[];
+    this.metrics.observeInputTokens(labels, done);
     return {
       model,
       rewards: done.map((e) => e.reward),

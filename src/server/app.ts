@@ -5,9 +5,11 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { RmserveMetrics } from '../metrics.js';
 import type { ModelRegistry } from '../scoring/registry.js';
 import type { RewardDefaults, Scorer } from '../scoring/scorer.js';
-import { requireApiKey } from './auth.js';
+import { RMSERVE_VERSION } from '../version.js';
+import { OPEN_ROUTES, requireApiKey } from './auth.js';
 import { clientErrorHandler, errorBody, frameworkErrorHandler, registerErrorHandling } from './errors.js';
 import { DEFAULT_HTTP_LIMITS, httpServerFactory, type HttpLimits } from './limits.js';
+import { completeOpenApi } from './openapi.js';
 import { RequestAccounting } from './request-metrics.js';
 import { ADMIN_ROUTES, adminRoutes } from './routes/admin.js';
 import { compatRoutes } from './routes/compat.js';
@@ -42,6 +44,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { metrics } = options;
   const limits = options.http ?? DEFAULT_HTTP_LIMITS;
   const accounting = new RequestAccounting(metrics);
+  // rmserve_ready says what GET /ready would.
+  metrics.setReadiness(() => options.registry.ready);
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit,
@@ -77,10 +81,29 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   await app.register(swagger, {
     openapi: {
-      info: { title: 'rmserve', description: 'Reward-model inference server', version: '0.1.0' },
-      // The admin routes (and, with --api-key, the scoring routes) take a bearer token.
+      openapi: '3.0.3',
+      info: {
+        title: 'rmserve',
+        description: 'Reward-model inference server',
+        version: RMSERVE_VERSION,
+        license: { name: 'MIT', url: 'https://spdx.org/licenses/MIT.html' },
+      },
+      // Declared for @fastify/swagger, which looks up every scheme a route names; the finished
+      // document keeps it only where a route uses it.
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
     },
+    // operationIds, security (from --api-key / --admin-token), tuples in OpenAPI 3.0's form and
+    // every error status: src/server/openapi.ts, for all routes at once.
+    transformObject: (document) =>
+      'openapiObject' in document
+        ? completeOpenApi(document.openapiObject, {
+            apiKey: options.apiKey !== undefined && options.apiKey !== '',
+            adminRoutes: ADMIN_ROUTES,
+            openRoutes: OPEN_ROUTES,
+            drainOpenRoutes: DRAIN_OPEN_ROUTES,
+            metricsContentType: metrics.registry.contentType,
+          })
+        : document.swaggerObject,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 

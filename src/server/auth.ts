@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorBody } from './errors.js';
 
 /** Routes anyone may call: probes, metrics and the API docs. */
-const OPEN_ROUTES = new Set(['/health', '/ready', '/metrics']);
+export const OPEN_ROUTES: ReadonlySet<string> = new Set(['/health', '/ready', '/metrics']);
 
 export class BearerToken {
   private readonly digest: Buffer;

@@ -56,7 +56,7 @@ export function frameworkErrorHandler(accounting: RequestAccounting): (error: Fa
     if (error.code === 'FST_ERR_BAD_URL') refused = { status: 400, code: 'invalid_url', message: `${error.message}: bad percent-encoding` };
     else if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') refused = { status: 414, code: 'uri_too_long', message: error.message };
     else refused = { status: 500, code: 'internal', message: error.message };
-    accounting.countUnrouted(refused.status);
+    accounting.countUnrouted(refused.status, refused.code);
     void reply.status(refused.status).send(errorBody(refused.code, refused.message));
   };
 }
@@ -108,8 +108,8 @@ export function clientErrorHandler(accounting: RequestAccounting, limits: HttpLi
     const reply = accounting.current(socket);
     const midRequest = reply !== undefined && !reply.raw.writableFinished;
     const refused = refusal(err, limits, midRequest);
-    if (midRequest) accounting.refuse(reply, refused.status);
-    else accounting.countUnrouted(refused.status);
+    if (midRequest) accounting.refuse(reply, refused.status, refused.code);
+    else accounting.countUnrouted(refused.status, refused.code);
     // Bytes of an answer already on the wire: another status line would corrupt it.
     if (!socket.writable || (midRequest && reply.raw.headersSent)) {
       socket.destroy();
