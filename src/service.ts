@@ -24,6 +24,9 @@ export const DEFAULT_CONFIG: ServiceConfig = {
   // The command watches unless --no-watch; a service embedded in a test or a benchmark loads what
   // is there and nothing later, unless it asks.
   watch: false,
+  // Timing batch sizes makes limits depend on the machine's load at that moment: the command
+  // calibrates; tests and benchmarks batch by the limits they give, unless they ask.
+  calibrateBatching: false,
 };
 
 export interface Service {
@@ -62,6 +65,7 @@ export async function createService(
       maxQueueItems: config.maxQueueItems,
       maxPaddingRatio: config.maxPaddingRatio,
     },
+    calibrateBatching: config.calibrateBatching,
   }, { pins: config.pins, log: options.log });
   await registry.loadAll(options.log);
   const scorer = new Scorer(
@@ -80,6 +84,7 @@ export async function createService(
     maxItems: config.maxItems,
     rewardDefaults: config.rewardDefaults,
     logger: options.logger,
+    accessLog: config.accessLog,
     adminToken: config.adminToken,
     apiKey: config.apiKey,
     http: {

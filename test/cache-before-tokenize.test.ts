@@ -69,3 +69,25 @@ describe('timing headers', () => {
     assert.ok(header('x-total-time') >= header('x-inference-time') + header('x-queue-time'));
   });
 });
+
+describe('truncate: false', () => {
+  const root = tempModelsRoot();
+  let service: Service;
+  before(async () => {
+    writeBowModel(join(root, 'rm', '1'), { tokenizer: 'gpt2', maxLength: 16, seed: 2 });
+    service = await createService({ modelsRoot: root, watch: false });
+  });
+  after(() => service.close());
+
+  test('an item longer than max length is 413 instead of cut, even when it is cached; short ones score', async () => {
+    const long = { prompt: 'word '.repeat(40), response: 'ok' };
+    const post = (body: object) => service.app.inject({ method: 'POST', url: '/v1/score', payload: body });
+    const cut = await post({ items: [long] });
+    assert.equal(cut.statusCode, 200);
+    assert.equal(cut.json<{ results: { truncated: boolean }[] }>().results[0]?.truncated, true);
+    const refused = await post({ items: [{ prompt: 'hi', response: 'yo' }, long], truncate: false });
+    assert.equal(refused.statusCode, 413, refused.body);
+    assert.match(refused.json<{ error: { code: string; message: string } }>().error.message, /items\[1\] is longer than model rm's 16 tokens/);
+    assert.equal((await post({ items: [{ prompt: 'hi', response: 'yo' }], truncate: false })).statusCode, 200);
+  });
+});

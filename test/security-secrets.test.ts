@@ -21,7 +21,7 @@ after(() => rmSync(root, { recursive: true, force: true }));
 test('secrets never reach the logs of a real server at log level trace', async () => {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli.ts', 'serve', '--models', root, '--port', '0', '--no-watch', '--log-level', 'trace', '--api-key', API_KEY, '--admin-token', ADMIN_TOKEN],
+    ['--import', 'tsx', 'src/cli.ts', 'serve', '--models', root, '--port', '0', '--no-watch', '--log-level', 'trace', '--access-log', '--api-key', API_KEY, '--admin-token', ADMIN_TOKEN],
     { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';

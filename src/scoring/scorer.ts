@@ -27,6 +27,11 @@ export interface ScoreRequest {
   models?: string[];
   items: ScoreItem[];
   truncation?: TruncationSide;
+  /**
+   * False refuses (413) an item longer than the model's max length instead of cutting it
+   * (TEI's `truncate: false`). Default true.
+   */
+  truncate?: boolean;
   /** Aborted when the client goes away: queued items are dropped. */
   signal?: AbortSignal;
 }
@@ -306,6 +311,7 @@ export class Scorer {
     const entries = [...hits];
     missing.forEach((i, j) => (entries[i] = fresh[j]));
     const done = entries as CachedReward[];
+    if (request.truncate === false) refuseTruncated(done, model);
     this.metrics.observeInputTokens(labels, done);
     return {
       model,
@@ -351,6 +357,14 @@ function itemFlags(perModel: ModelScores[], i: number): { cached: boolean; trunc
     truncated: perModel.some((m) => m.truncated[i]),
     tokens: Math.max(0, ...perModel.map((m) => m.tokens[i] ?? 0)),
   };
+}
+
+/** truncate: false: an item that did not fit the model is the client's to shorten. */
+function refuseTruncated(entries: readonly CachedReward[], model: ModelVersion): void {
+  const i = entries.findIndex((e) => e.truncated);
+  if (i >= 0) {
+    throw new ScoringError('input_too_long', 413, `items[${i}] is longer than model ${model.name}'s ${model.spec.maxLength} tokens and truncate is false`);
+  }
 }
 
 /** The request's timing: each part's slowest model. */

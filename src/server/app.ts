@@ -1,5 +1,5 @@
 // Builds the fastify app: HTTP only. Scoring, registry and metrics are passed in (no model logic here).
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { RmserveMetrics } from '../metrics.js';
@@ -29,6 +29,8 @@ export interface AppOptions {
   /** /get_reward's transform, aggregate and reference quantile when its query string names none. */
   rewardDefaults?: RewardDefaults;
   logger?: FastifyServerOptions['logger'];
+  /** Log every request and reply (off: per-request logging is on the hot path). */
+  accessLog?: boolean;
   /** Enables the admin routes (load/unload/rollback), which require it as a bearer token. */
   adminToken?: string;
   /** Bearer token for every route but /health, /ready, /metrics and /docs. */
@@ -48,6 +50,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   metrics.setReadiness(() => options.registry.ready);
   const app = Fastify({
     logger: options.logger ?? false,
+    logController: new LogController({ disableRequestLogging: !(options.accessLog ?? false) }),
     bodyLimit: options.bodyLimit,
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
     serverFactory: httpServerFactory(limits, metrics),

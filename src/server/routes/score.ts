@@ -34,6 +34,9 @@ const ScoreBody = Type.Object(
     reference: Type.Optional(ReferenceSchema),
     reference_quantile: Type.Optional(ReferenceQuantileSchema),
     reference_scope: Type.Optional(ReferenceScopeSchema),
+    truncate: Type.Optional(
+      Type.Boolean({ description: "false: an item longer than a model's max length is a 413 instead of being cut (default true)" }),
+    ),
     clip: Type.Optional(Type.Tuple([Type.Number(), Type.Number()])),
     truncation: Type.Optional(TruncationSchema),
   },
@@ -99,6 +102,7 @@ export const scoreRoutes: FastifyPluginAsync<ScoreRouteOptions> = async (app, { 
         },
         maxPairs: maxItems,
         truncation: body.truncation,
+        ...(body.truncate === undefined ? {} : { truncate: body.truncate }),
         signal: clientAbortSignal(request, reply),
       });
       setTimingHeaders(reply, result.timing);
