@@ -44,3 +44,27 @@ describe('a model that fails on some inputs', () => {
     assert.ok(Math.abs((again.json<ScoreReply>().results[0]?.reward as number) - (solo[0] as number)) < 1e-5);
   });
 });
+
+describe('a failure of our own while tokenizing', () => {
+  test('is a 500, not a 400 blaming the item (found by the route fuzzer)', async () => {
+    const root = tempModelsRoot();
+    writeBowModel(join(root, 'rm', '1'), { tokenizer: 'gpt2', seed: 3 });
+    const service = await createService({ modelsRoot: root, watch: false, cacheSize: 0, tokenizerThreads: 0 });
+    const tokenizer = service.registry.get('rm').spec.tokenizer.tokenizer;
+    const encode = tokenizer.encode.bind(tokenizer);
+    try {
+      tokenizer.encode = (() => {
+        throw new TypeError("Cannot read properties of undefined (reading 'tokenizer')");
+      }) as typeof tokenizer.encode;
+      const broken = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ prompt: 'Is the sky blue?', response: 'Yes.' }] } });
+      assert.equal(broken.statusCode, 500, broken.body);
+      tokenizer.encode = encode;
+      // The client's own mistakes stay 400s.
+      const bad = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { items: [{ messages: [{ role: 'user', content: 'no answer' }] }] } });
+      assert.equal(bad.statusCode, 400, bad.body);
+    } finally {
+      tokenizer.encode = encode;
+      await service.close();
+    }
+  });
+});

@@ -2,6 +2,7 @@
 // request of HH-RLHF dialogues costs ~110 ms of GPT-2 tokenization (measured, see
 // docs/benchmarks.md), long enough to stall every other request on the event loop.
 import { LRUCache } from 'lru-cache';
+import { ModelError } from '../model/errors.js';
 import { specFromFiles, type ModelFiles, type ModelSpec } from '../model/model-folder.js';
 import type { ScoreItem } from '../model/format.js';
 import type { TruncationSide } from '../model/tokenize.js';
@@ -18,7 +19,7 @@ export interface TokenizeTask {
 
 export type TokenizeResult =
   | { ok: true; ids: number[][]; truncated: boolean[] }
-  | { ok: false; index: number; message: string }
+  | { ok: false; index: number; message: string; /** the item's fault (a 400), not the worker's */ itemFault: boolean }
   | { ok: false; unknownModel: true };
 
 // Specs by load key, built from the files the main thread read at load: never from the folder,
@@ -40,7 +41,7 @@ export default function tokenize(task: TokenizeTask): TokenizeResult {
       ids.push(t.ids);
       truncated.push(t.truncated);
     } catch (err) {
-      return { ok: false, index, message: (err as Error).message };
+      return { ok: false, index, message: (err as Error).message, itemFault: err instanceof ModelError };
     }
   }
   return { ok: true, ids, truncated };

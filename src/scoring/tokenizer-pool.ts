@@ -3,7 +3,7 @@
 // carrying megabyte texts, does not hold the event loop while other requests wait (measured:
 // docs/benchmarks.md).
 import { Piscina } from 'piscina';
-import { invalidItem, ScoringError } from './errors.js';
+import { invalidItem, ModelError, ScoringError } from './errors.js';
 import type { ScoreItem } from '../model/format.js';
 import type { ModelSpec } from '../model/model-folder.js';
 import type { TokenizedItem, TruncationSide } from '../model/tokenize.js';
@@ -65,7 +65,10 @@ export class TokenizerPool {
         try {
           return spec.tokenizer.encode(spec.formatter.render(item), side);
         } catch (err) {
-          throw invalidItem(`items[${at(i)}]: ${(err as Error).message}`);
+          // Only what the model code calls the item's fault is a 400; anything else is a bug of
+          // ours and must surface as a 500, not pass for a bad request.
+          if (err instanceof ModelError) throw invalidItem(`items[${at(i)}]: ${err.message}`);
+          throw err;
         }
       });
     }
@@ -75,6 +78,7 @@ export class TokenizerPool {
     if (!result.ok && 'unknownModel' in result) result = await this.pool.run({ ...task, files: spec.files });
     if (!result.ok) {
       if ('unknownModel' in result) throw new Error(`tokenizer worker could not build ${model.key}`);
+      if (!result.itemFault) throw new Error(`tokenizer worker failed on items[${at(result.index)}]: ${result.message}`);
       throw invalidItem(`items[${at(result.index)}]: ${result.message}`);
     }
     return result.ids.map((ids, i) => ({ ids, truncated: result.truncated[i] as boolean }));
