@@ -74,6 +74,16 @@ const cases: GradCase[] = [
     build: (b, [x, g, bb]) => b.layerNorm(x!, g!, bb!) },
   { name: 'LayerNormalization over two axes, no bias', params: [{ name: 'x', shape: [2, 3, 4] }, { name: 'g', shape: [3, 4] }],
     build: (b, [x, g]) => b.op('LayerNormalization', [x!, g!, null], { axis: 1, epsilon: 1e-5 }) },
+  // RMSNorm (Llama family): float64 recomputes r (ORT's double kernel keeps a float32 InvStdDev),
+  // float32 reads the node's InvStdDev output; a γ of the last axis only, as the blocks use it.
+  { name: 'SimplifiedLayerNormalization float64 (recomputed r)',
+    params: [{ name: 'x', shape: [2, 3, 6] }, { name: 'g', shape: [6] }],
+    build: (b, [x, g]) => b.op('SimplifiedLayerNormalization', [x!, g!], { axis: -1, epsilon: 1e-6 }) },
+  { name: 'SimplifiedLayerNormalization float32 (its InvStdDev output)', precision: 'float32',
+    params: [{ name: 'x', shape: [2, 3, 6] }, { name: 'g', shape: [6] }],
+    build: (b, [x, g]) => b.op('SimplifiedLayerNormalization', [x!, g!], { axis: -1, epsilon: 1e-5 }) },
+  { name: 'SimplifiedLayerNormalization of 5-D heads, tiny rows', params: [{ name: 'x', shape: [1, 2, 2, 3, 4] }, { name: 'g', shape: [4] }],
+    build: (b, [x, g]) => b.op('SimplifiedLayerNormalization', [b.mul(x!, b.scalar('float64', 0.01)), g!], { axis: -1, epsilon: 1e-6 }) },
   // reductions
   { name: 'ReduceSum axis 1 keepdims 0', params: [{ name: 'x', shape: [2, 3, 4] }],
     build: (b, [x]) => b.reduceSum(x!, [1], false) },
@@ -137,6 +147,8 @@ const cases: GradCase[] = [
   { name: 'MatMul 2-D', params: [{ name: 'a', shape: [3, 4] }, { name: 'b', shape: [4, 2] }],
     build: (b, [x, y]) => b.matmul(x!, y!) },
   { name: 'MatMul batched broadcast [2,1,3,4]x[3,4,5]', params: [{ name: 'a', shape: [2, 1, 3, 4] }, { name: 'b', shape: [3, 4, 5] }],
+    build: (b, [x, y]) => b.matmul(x!, y!) },
+  { name: 'MatMul grouped-query broadcast [2,2,3,4,5]x[2,2,1,5,4]', params: [{ name: 'q', shape: [2, 2, 3, 4, 5] }, { name: 'k', shape: [2, 2, 1, 5, 4] }],
     build: (b, [x, y]) => b.matmul(x!, y!) },
   { name: 'MatMul [3,4]x[2,4,5]', params: [{ name: 'a', shape: [3, 4] }, { name: 'b', shape: [2, 4, 5] }],
     build: (b, [x, y]) => b.matmul(x!, y!) },
@@ -262,7 +274,7 @@ test('Dropout: identity when not training, mask/(1-ratio) when training', async 
 });
 
 // The ops the trainer's step graphs differentiate through, for every loss method, both heads,
-// both GELU forms and GRM's head dropout: recorded by wrapping each op's vjp in the registry while
+// both GELU forms, GRM's head dropout and the Llama-family blocks: recorded by wrapping each op's vjp in the registry while
 // the graphs are built, and putting the definitions back after.
 function opsDifferentiatedByTrainer(): Set<string> {
   const used = new Set<string>();
@@ -277,12 +289,16 @@ function opsDifferentiatedByTrainer(): Set<string> {
       lossConfig({ method: 'labelsmooth' }),
       ...GRM_REGULARISERS.map((reg) => lossConfig({ method: 'grm', grm: { alpha: 0.01, beta: 0.1, reg } })),
     ];
-    for (const head of ['linear', 'mlp'] as const) {
-      for (const activation of ['gelu_new', 'gelu'] as const) {
-        const config = defaultModelConfig({ vocabSize: 40, dModel: 8, nLayers: 1, nHeads: 2, maxLength: 16, numObjectives: 2, head, headHidden: 6, activation });
-        for (const loss of losses) {
-          buildStepGraph({ config, loss, headDropout: head === 'mlp', optimizer: {}, schedule: { peakLr: 1e-3, warmupSteps: 2, totalSteps: 10 } });
-        }
+    const base = { vocabSize: 40, dModel: 8, nLayers: 1, nHeads: 2, maxLength: 16, numObjectives: 2, headHidden: 6 };
+    const llama = { nKvHeads: 1, headDim: 4, ropeTheta: 10000, lmHead: 'untied' as const, attentionBias: true, mlpBias: true };
+    const configs = [
+      ...(['linear', 'mlp'] as const).flatMap((head) => (['gelu_new', 'gelu'] as const).map((activation) => defaultModelConfig({ ...base, head, activation }))),
+      // the Llama family, with every optional part on (biases, untied head, q/k norms)
+      ...(['llama', 'qwen2', 'qwen3'] as const).map((arch) => defaultModelConfig({ ...base, arch, llama })),
+    ];
+    for (const config of configs) {
+      for (const loss of losses) {
+        buildStepGraph({ config, loss, headDropout: config.head === 'mlp', optimizer: {}, schedule: { peakLr: 1e-3, warmupSteps: 2, totalSteps: 10 } });
       }
     }
   } finally {

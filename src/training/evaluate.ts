@@ -2,7 +2,7 @@
 // current weights), and the pairwise metrics computed from its rewards.
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder, type Value } from './graph/builder.js';
-import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, responseLogProbs, type ModelWeights, type RewardModelConfig } from './model.js';
+import { MODEL_OPSET, buildForward, declareParamInputs, lmHeadWeight, parameterSpecs, responseLogProbs, type ModelWeights, type RewardModelConfig } from './model.js';
 import { padBatch, responseTokens } from './batch.js';
 import type { EncodedPair } from './encode.js';
 
@@ -94,7 +94,7 @@ export class LogProbForward {
       segments: b.input('lm_segments', 'float32', ['batch', 'lm_tokens']),
     };
     const { hidden } = buildForward(b, config, params, ids, mask, { lmHidden: true });
-    b.output(responseLogProbs(b, hidden as Value, params.get('tok_emb') as Value, tokens), 'logp');
+    b.output(responseLogProbs(b, hidden as Value, lmHeadWeight(config, params), tokens), 'logp');
     const session = await ort.InferenceSession.create(b.toModelProto(), { graphOptimizationLevel: 'all', ...sessionOptions });
     return new LogProbForward(session);
   }

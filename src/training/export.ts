@@ -36,11 +36,52 @@ export function forwardModelProto(config: RewardModelConfig, weights: ModelWeigh
   const ids = b.input('input_ids', 'int64', ['batch', 'sequence']);
   const mask = b.input('attention_mask', 'int64', ['batch', 'sequence']);
   b.output(buildForward(b, config, params, ids, mask).rewards, 'logits');
-  return b.toModelProto({ docString: 'rmserve reward model (GPT-2-style decoder, reward at the last real token)' });
+  return b.toModelProto({ docString: `rmserve reward model (${config.arch} decoder, reward at the last real token)` });
 }
 
-/** Hugging Face-style config.json for a GPT2ForSequenceClassification-shaped model. */
+/**
+ * Hugging Face-style config.json describing the model as the *ForSequenceClassification of its
+ * architecture (the sizes, norms and RoPE a reader needs to rebuild it; the server reads only
+ * pad_token_id), with the objectives as id2label.
+ */
 export function hfConfig(config: RewardModelConfig, objectives: string[], padId: number | undefined): Record<string, unknown> {
+  const labels = {
+    num_labels: objectives.length,
+    id2label: Object.fromEntries(objectives.map((o, i) => [String(i), o])),
+    label2id: Object.fromEntries(objectives.map((o, i) => [o, i])),
+    ...(padId === undefined ? {} : { pad_token_id: padId }),
+    rmserve_head: config.head,
+    ...(config.head === 'mlp' ? { rmserve_head_hidden: config.headHidden } : {}),
+  };
+  const f = config.llama;
+  if (config.arch !== 'gpt2' && f) {
+    const cls = { llama: 'Llama', qwen2: 'Qwen2', qwen3: 'Qwen3' }[config.arch];
+    const s = f.ropeScaling;
+    return {
+      architectures: [`${cls}ForSequenceClassification`],
+      model_type: config.arch,
+      vocab_size: config.vocabSize,
+      hidden_size: config.dModel,
+      num_hidden_layers: config.nLayers,
+      num_attention_heads: config.nHeads,
+      num_key_value_heads: f.nKvHeads,
+      head_dim: f.headDim,
+      intermediate_size: config.dMlp,
+      hidden_act: 'silu',
+      rms_norm_eps: config.layerNormEps,
+      rope_theta: f.ropeTheta,
+      rope_scaling: s === undefined ? null : s.type === 'linear' ? { rope_type: 'linear', factor: s.factor } : {
+        rope_type: 'llama3', factor: s.factor, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor,
+        original_max_position_embeddings: s.originalMaxPositions,
+      },
+      max_position_embeddings: config.maxLength,
+      tie_word_embeddings: f.lmHead === 'tied',
+      ...(config.arch === 'qwen2' ? {} : { attention_bias: f.attentionBias }),
+      ...(config.arch === 'llama' ? { mlp_bias: f.mlpBias } : {}),
+      initializer_range: config.initStd,
+      ...labels,
+    };
+  }
   return {
     architectures: ['GPT2ForSequenceClassification'],
     model_type: 'gpt2',
@@ -53,12 +94,7 @@ export function hfConfig(config: RewardModelConfig, objectives: string[], padId:
     activation_function: config.activation,
     layer_norm_epsilon: config.layerNormEps,
     initializer_range: config.initStd,
-    num_labels: objectives.length,
-    id2label: Object.fromEntries(objectives.map((o, i) => [String(i), o])),
-    label2id: Object.fromEntries(objectives.map((o, i) => [o, i])),
-    ...(padId === undefined ? {} : { pad_token_id: padId }),
-    rmserve_head: config.head,
-    ...(config.head === 'mlp' ? { rmserve_head_hidden: config.headHidden } : {}),
+    ...labels,
   };
 }
 

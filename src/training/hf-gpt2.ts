@@ -53,6 +53,12 @@ export interface LoadedGpt2 {
   params: Map<string, Param>;
   /** checkpoint tensors that map to no parameter (other than the causal-mask buffers) */
   ignored: string[];
+  /**
+   * Those tensors themselves, by bare name (score.weight of GPT2ForSequenceClassification,
+   * lm_head.weight when saved): hf-checkpoint.ts keeps a score head and checks a saved LM head is
+   * the tied one.
+   */
+  others: Map<string, NamedTensor>;
 }
 
 interface HfGpt2ConfigJson {
@@ -125,7 +131,7 @@ export function hfGpt2ParamTable(config: Gpt2Config): Array<{ name: string; hfNa
 }
 
 /** All tensors of a checkpoint folder: model.safetensors, or the shards its index names. */
-function readCheckpointTensors(dir: string): Record<string, NamedTensor> {
+export function readCheckpointTensors(dir: string): Record<string, NamedTensor> {
   const single = join(dir, 'model.safetensors');
   if (existsSync(single)) return readSafetensors(single).tensors;
   const indexPath = join(dir, 'model.safetensors.index.json');
@@ -139,6 +145,9 @@ function readCheckpointTensors(dir: string): Record<string, NamedTensor> {
     if (shard.includes('/') || shard.includes('\\')) throw new Error(`${indexPath}: shard name ${JSON.stringify(shard)} must be a file in the folder`);
     Object.assign(tensors, readSafetensors(join(dir, shard)).tensors);
   }
+  // A weight_map entry whose shard lacks it is a broken download, not a smaller model.
+  const absent = Object.keys(index.weight_map).filter((name) => !Object.hasOwn(tensors, name));
+  if (absent.length > 0) throw new Error(`${indexPath}: ${absent.length} tensor(s) the index names are in none of the shards: ${absent.slice(0, 5).join(', ')}`);
   return tensors;
 }
 
@@ -175,6 +184,11 @@ export function loadHfGpt2(dir: string): LoadedGpt2 {
   if (missing.length > 0) {
     throw new Error(`${dir}: checkpoint lacks ${missing.length} GPT-2 tensor(s): ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}`);
   }
-  for (const name of byHfName.keys()) if (!CAUSAL_MASK_BUFFER.test(name)) ignored.push(name);
-  return { config, params, ignored: ignored.sort() };
+  const others = new Map<string, NamedTensor>();
+  for (const [name, tensor] of byHfName) {
+    if (CAUSAL_MASK_BUFFER.test(name)) continue;
+    ignored.push(name);
+    others.set(name, tensor);
+  }
+  return { config, params, ignored: ignored.sort(), others };
 }

@@ -272,7 +272,33 @@ interface ResumeState {
   bestValidation: PairMetrics | null;
 }
 
+/**
+ * Trains, validates and checkpoints (runLoop), stopping after the current step, with
+ * last.safetensors written, on `options.signal` or on SIGTERM. A scheduler stops a job with
+ * SIGTERM (Kubernetes, Slurm, systemd; SIGKILL follows after a grace period): treated like the
+ * CLI's first Ctrl-C, the job then resumes from the step it reached rather than from its last
+ * --eval-every checkpoint. A second SIGTERM exits at once (143 = 128 + 15; checkpoints are
+ * written by rename, so the previous one stays whole). The listener lives only as long as the
+ * loop: before and after it, SIGTERM keeps Node's default (exit), as there is nothing to save.
+ */
 export async function trainLoop(options: LoopOptions, data: { train: TrainExample[]; validation: TrainExample[] }, init: ModelWeights, padId: number): Promise<LoopResult> {
+  const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const sigterm = new AbortController();
+  const onSigterm = (): void => {
+    if (sigterm.signal.aborted) process.exit(143);
+    log('SIGTERM: stopping after this step and writing the checkpoint (SIGTERM again to quit now)');
+    sigterm.abort();
+  };
+  process.on('SIGTERM', onSigterm);
+  try {
+    const signal = options.signal ? AbortSignal.any([options.signal, sigterm.signal]) : sigterm.signal;
+    return await runLoop({ ...options, signal }, data, init, padId);
+  } finally {
+    process.off('SIGTERM', onSigterm);
+  }
+}
+
+async function runLoop(options: LoopOptions, data: { train: TrainExample[]; validation: TrainExample[] }, init: ModelWeights, padId: number): Promise<LoopResult> {
   const { model, steps } = options;
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   if (data.train.length === 0) throw new Error('no training pairs');

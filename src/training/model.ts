@@ -1,28 +1,41 @@
-// GPT-2-style pre-LN decoder reward model, emitted as ONNX nodes through the GraphBuilder.
+// Decoder reward models, emitted as ONNX nodes through the GraphBuilder: GPT-2 (learned positions,
+// LayerNorm, GELU, tied LM head) and the Llama family — Llama, Qwen2, Qwen3 (RoPE, RMSNorm,
+// SwiGLU, grouped-query attention, tied or untied LM head) — each block in its own file under
+// arch/. This file holds what they share: the config, the parameter list and its init, the token
+// embedding, the final norm, the last-token pooling and the reward head.
+//
 // One function builds the forward pass for both uses: the training step (parameters are graph
 // inputs, so the step graph is built once and the weights stream through it) and the export
 // (parameters are initializers). Same nodes in both, so the server scores what the trainer saw.
 //
-// Parameter names and layouts are the trainer's neutral ones from hf-gpt2.ts (tok_emb, pos_emb,
-// blocks.{i}.attn.qkv.w, ...; every weight [in, out], y = x·w + b, the same layout as HF GPT-2's
-// Conv1D), so loadHfGpt2() fills them directly and checkpoints use the same names.
+// Parameter names and layouts are the trainer's neutral ones (tok_emb, blocks.{i}.…; every
+// weight [in, out], y = x·w + b). GPT-2's are hf-gpt2.ts's, the layout of HF GPT-2's Conv1D;
+// the Llama family's are hf-checkpoint.ts's, which transposes nn.Linear's [out, in].
 //
-// Shapes in comments: B batch, T sequence, C d_model, H heads, D = C/H, V vocab, K objectives.
+// Shapes in comments: B batch, T sequence, C d_model, H heads, D head width, V vocab, K objectives.
+import { BLOCKS, isLlamaFamily, type Architecture, type BlockContext, type LlamaFamilyConfig, type ParamSpec } from './arch/index.js';
+import { ropeInverseFrequencies, ropeTables, rmsNorm } from './arch/layers.js';
 import type { DType, GraphBuilder, Value } from './graph/builder.js';
 import { mulberry32 } from './random.js';
+
+export type { Architecture, LlamaFamilyConfig, LmHead, ParamInit, ParamSpec, RopeScaling } from './arch/index.js';
 
 export type HeadKind = 'linear' | 'mlp';
 
 /** Opset of every graph the trainer builds (step, evaluation, export): 20 has the Gelu op. */
 export const MODEL_OPSET = 20;
-export type Activation = 'gelu_new' | 'gelu';
+/** GPT-2's GELU forms; the Llama family's SwiGLU gate is silu. */
+export type Activation = 'gelu_new' | 'gelu' | 'silu';
 
 export interface RewardModelConfig {
+  /** The decoder block (arch/): absent in configs saved before there was a choice, which are GPT-2. */
+  arch: Architecture;
   vocabSize: number;
-  /** Learned position embeddings: the longest sequence the model takes (GPT-2's n_positions). */
+  /** The longest sequence the model takes (GPT-2: rows of the learned position embedding). */
   maxLength: number;
   dModel: number;
   nLayers: number;
+  /** Query heads. */
   nHeads: number;
   /** MLP width; GPT-2 uses 4·d_model. */
   dMlp: number;
@@ -31,29 +44,49 @@ export interface RewardModelConfig {
   /** `linear`: Linear(C, K) without bias (HF's score head); `mlp`: GRM's Linear(C, H') → ReLU → Linear(H', K). */
   head: HeadKind;
   headHidden: number;
-  /** GPT-2 uses the tanh approximation (`gelu_new`); `gelu` is the erf form. */
+  /** GPT-2 uses the tanh approximation (`gelu_new`); `gelu` is the erf form; the Llama family `silu`. */
   activation: Activation;
+  /** ε of every LayerNorm (GPT-2) or RMSNorm (Llama family: rms_norm_eps, also for Qwen3's q/k norms). */
   layerNormEps: number;
   initStd: number;
+  /** Llama, Qwen2, Qwen3: grouped-query attention, RoPE and the LM head's source. Absent for GPT-2. */
+  llama?: LlamaFamilyConfig;
 }
 
-// maxLength has no default here: the trainer's is --max-length's (src/config/train.ts), and a
-// second one (this used to say 512) could only disagree with it.
+/**
+ * A full config from the sizes given. GPT-2 unless `arch` says otherwise; a Llama-family arch
+ * without `llama` settings gets full multi-head attention (nKvHeads = nHeads), D = C/H, θ 10000,
+ * a tied LM head and no biases.
+ * maxLength has no default here: the trainer's is --max-length's (src/config/train.ts), and a
+ * second one (this used to say 512) could only disagree with it.
+ */
 export function defaultModelConfig(overrides: Partial<RewardModelConfig> & Pick<RewardModelConfig, 'vocabSize' | 'maxLength'>): RewardModelConfig {
   const dModel = overrides.dModel ?? 256;
+  const nHeads = overrides.nHeads ?? 4;
+  const arch = overrides.arch ?? 'gpt2';
+  const llamaFamily = isLlamaFamily(arch);
   return {
     dModel,
     nLayers: 4,
-    nHeads: 4,
+    nHeads,
     dMlp: 4 * dModel,
     numObjectives: 1,
     head: 'linear',
     headHidden: 1024,
-    activation: 'gelu_new',
-    layerNormEps: 1e-5,
+    activation: llamaFamily ? 'silu' : 'gelu_new',
+    layerNormEps: llamaFamily ? 1e-6 : 1e-5,
     initStd: 0.02,
+    ...(llamaFamily
+      ? { llama: { nKvHeads: nHeads, headDim: dModel / nHeads, ropeTheta: 10000, lmHead: 'tied' as const, attentionBias: false, mlpBias: false } }
+      : {}),
     ...overrides,
+    arch,
   };
+}
+
+/** The architecture of a config, also of one saved before `arch` existed (GPT-2). */
+export function archOf(c: Pick<RewardModelConfig, 'arch'>): Architecture {
+  return (c.arch as Architecture | undefined) ?? 'gpt2';
 }
 
 export function validateModelConfig(c: RewardModelConfig): void {
@@ -61,52 +94,61 @@ export function validateModelConfig(c: RewardModelConfig): void {
   for (const key of positive) {
     if (!Number.isInteger(c[key]) || c[key] < 1) throw new RangeError(`model config ${key} must be a positive integer, got ${c[key]}`);
   }
-  if (c.dModel % c.nHeads !== 0) throw new RangeError(`d_model ${c.dModel} is not divisible by heads ${c.nHeads}`);
+  const arch = archOf(c);
+  if (!Object.hasOwn(BLOCKS, arch)) throw new RangeError(`model config arch ${JSON.stringify(arch)} is not one of ${Object.keys(BLOCKS).join(', ')}`);
+  if (!isLlamaFamily(arch)) {
+    if (c.dModel % c.nHeads !== 0) throw new RangeError(`d_model ${c.dModel} is not divisible by heads ${c.nHeads}`);
+    if (c.activation === 'silu') throw new RangeError('a GPT-2 model takes activation gelu_new or gelu, not silu');
+    return;
+  }
+  const f = c.llama;
+  if (!f) throw new RangeError(`a ${arch} model config needs its llama settings`);
+  for (const key of ['nKvHeads', 'headDim'] as const) {
+    if (!Number.isInteger(f[key]) || f[key] < 1) throw new RangeError(`model config llama.${key} must be a positive integer, got ${f[key]}`);
+  }
+  if (c.nHeads % f.nKvHeads !== 0) throw new RangeError(`heads ${c.nHeads} is not a multiple of key/value heads ${f.nKvHeads}`);
+  if (f.headDim % 2 !== 0) throw new RangeError(`RoPE needs an even head width, got ${f.headDim}`);
+  if (!(f.ropeTheta > 0)) throw new RangeError(`RoPE θ must be positive, got ${f.ropeTheta}`);
+  if (c.activation !== 'silu') throw new RangeError(`a ${arch} model's MLP is SwiGLU (activation silu), not ${c.activation}`);
 }
 
-export type ParamInit = 'normal' | 'residual' | 'zeros' | 'ones';
-
-export interface ParamSpec {
-  name: string;
-  shape: number[];
-  init: ParamInit;
-  /** AdamW's decoupled weight decay applies (matrices only: not biases, LayerNorm or embeddings). */
-  decay: boolean;
+/** Where the LM head's weight [V, C] comes from (GPT-2: always the token embedding). */
+export function lmHeadSource(c: RewardModelConfig): 'tied' | 'untied' | 'none' {
+  return isLlamaFamily(archOf(c)) ? (c.llama as LlamaFamilyConfig).lmHead : 'tied';
 }
 
-/** Every parameter, in a fixed order (the order of the step graph's inputs and of checkpoints). */
+/**
+ * Every parameter, in a fixed order (the order of the step graph's inputs and of checkpoints):
+ *   tok_emb [V,C], pos_emb [maxLength,C] (GPT-2), blocks.{i}.… (arch/<arch>.ts),
+ *   ln_f.g/.b [C] (GPT-2) or norm_f.g [C] (Llama family), lm_head [V,C] (untied only: the same
+ *   row-per-token layout as tok_emb, so tied and untied heads compute logits alike), head.…
+ */
 export function parameterSpecs(c: RewardModelConfig): ParamSpec[] {
   const C = c.dModel;
-  const specs: ParamSpec[] = [
-    { name: 'tok_emb', shape: [c.vocabSize, C], init: 'normal', decay: false },
-    { name: 'pos_emb', shape: [c.maxLength, C], init: 'normal', decay: false },
-  ];
-  const ln = (prefix: string): ParamSpec[] => [
-    { name: `${prefix}.g`, shape: [C], init: 'ones', decay: false },
-    { name: `${prefix}.b`, shape: [C], init: 'zeros', decay: false },
-  ];
-  const dense = (prefix: string, nIn: number, nOut: number, init: ParamInit, bias = true): ParamSpec[] => [
-    { name: `${prefix}.w`, shape: [nIn, nOut], init, decay: true },
+  const arch = archOf(c);
+  const gpt2 = !isLlamaFamily(arch);
+  const specs: ParamSpec[] = [{ name: 'tok_emb', shape: [c.vocabSize, C], init: 'normal', decay: false }];
+  if (gpt2) specs.push({ name: 'pos_emb', shape: [c.maxLength, C], init: 'normal', decay: false });
+  const block = BLOCKS[arch];
+  const blockConfig = { ...c, arch };
+  for (let i = 0; i < c.nLayers; i++) specs.push(...block.params(blockConfig, i));
+  const dense = (prefix: string, nIn: number, nOut: number, bias = true): ParamSpec[] => [
+    { name: `${prefix}.w`, shape: [nIn, nOut], init: 'normal', decay: true },
     ...(bias ? [{ name: `${prefix}.b`, shape: [nOut], init: 'zeros' as const, decay: false }] : []),
   ];
-  for (let i = 0; i < c.nLayers; i++) {
-    const p = `blocks.${i}`;
-    specs.push(
-      ...ln(`${p}.ln1`),
-      ...dense(`${p}.attn.qkv`, C, 3 * C, 'normal'),
-      ...dense(`${p}.attn.proj`, C, C, 'residual'),
-      ...ln(`${p}.ln2`),
-      ...dense(`${p}.mlp.fc`, C, c.dMlp, 'normal'),
-      ...dense(`${p}.mlp.proj`, c.dMlp, C, 'residual'),
-    );
+  if (gpt2) {
+    specs.push({ name: 'ln_f.g', shape: [C], init: 'ones', decay: false }, { name: 'ln_f.b', shape: [C], init: 'zeros', decay: false });
+  } else {
+    specs.push({ name: 'norm_f.g', shape: [C], init: 'ones', decay: false });
+    // Not decayed, like the embedding it stands in for when untied.
+    if (lmHeadSource(c) === 'untied') specs.push({ name: 'lm_head', shape: [c.vocabSize, C], init: 'normal', decay: false });
   }
-  specs.push(...ln('ln_f'));
   if (c.head === 'linear') {
     // No bias: Bradley–Terry only sees reward differences (HF's score head has none either).
-    specs.push(...dense('head.out', C, c.numObjectives, 'normal', false));
+    specs.push(...dense('head.out', C, c.numObjectives, false));
   } else {
     // GRM's head: Linear(C, H') → ReLU → Linear(H', K).
-    specs.push(...dense('head.fc', C, c.headHidden, 'normal'), ...dense('head.out', c.headHidden, c.numObjectives, 'normal'));
+    specs.push(...dense('head.fc', C, c.headHidden), ...dense('head.out', c.headHidden, c.numObjectives));
   }
   return specs;
 }
@@ -149,10 +191,12 @@ export function initWeights(c: RewardModelConfig, seed: number, options: { zeroH
 }
 
 /**
- * Weights for `c` from a pretrained decoder (loadHfGpt2's params, same names and layouts): the
- * blocks are copied; position embeddings are cut to c.maxLength rows; the token table gets fresh
- * N(0, initStd) rows for token ids the checkpoint lacks (a tokenizer with added tokens); the
- * reward head, which no language model has, is initialised from the seed.
+ * Weights for `c` from a pretrained decoder (loadHfGpt2's or loadHfCheckpoint's params, same names
+ * and layouts): the blocks are copied; position embeddings are cut to c.maxLength rows; the token
+ * table and an untied LM head get fresh N(0, initStd) rows for token ids the checkpoint lacks (a
+ * tokenizer with added tokens); the reward head is copied when the checkpoint has one (a
+ * *ForSequenceClassification score layer, `head.out.w`) and otherwise initialised from the seed
+ * (zeroHead applies to a fresh head only: a kept one already scores).
  */
 export function initFromPretrained(
   c: RewardModelConfig, pretrained: ReadonlyMap<string, { shape: number[]; data: Float32Array }>, seed: number,
@@ -160,13 +204,13 @@ export function initFromPretrained(
 ): ModelWeights {
   const weights = initWeights(c, seed, options);
   for (const spec of parameterSpecs(c)) {
-    if (spec.name.startsWith('head.')) continue;
     const p = pretrained.get(spec.name);
+    if (spec.name.startsWith('head.') && p === undefined) continue;
     if (p === undefined) throw new Error(`pretrained weights lack ${spec.name}`);
     const target = weights.get(spec.name) as Float32Array;
     const rowLength = spec.shape.slice(1).reduce((a, b) => a * b, 1);
     const sameTail = p.shape.length === spec.shape.length && p.shape.slice(1).every((d, i) => d === spec.shape[i + 1]);
-    const rowsMayDiffer = spec.name === 'tok_emb' || spec.name === 'pos_emb';
+    const rowsMayDiffer = spec.name === 'tok_emb' || spec.name === 'pos_emb' || spec.name === 'lm_head';
     if (!sameTail || (!rowsMayDiffer && p.shape[0] !== spec.shape[0])) {
       throw new Error(`pretrained ${spec.name} has shape [${p.shape}], the model needs [${spec.shape}]`);
     }
@@ -197,10 +241,10 @@ export function declareParamInitializers(b: GraphBuilder, c: RewardModelConfig, 
 }
 
 export interface ForwardOptions {
-  /** Also emit the tied LM head's logits over every position. */
+  /** Also emit the LM head's logits over every position. */
   lmHead?: boolean;
   /**
-   * Also emit the final-LayerNorm hidden states [B,T,C], from which responseLogProbs computes the
+   * Also emit the final-norm hidden states [B,T,C], from which responseLogProbs computes the
    * LM head only at the response tokens (GRM/HaF-RM regularisers).
    */
   lmHidden?: boolean;
@@ -217,16 +261,33 @@ export interface ForwardOptions {
 export interface ForwardResult {
   /** [B, K] reward of each sequence, read at its last real token. */
   rewards: Value;
-  /** [B, T, V] next-token logits from the tied LM head, when asked for. */
+  /** [B, T, V] next-token logits from the LM head, when asked for. */
   lmLogits?: Value;
   /** [B, T, C] hidden states after the final LayerNorm (the LM head's input), when asked for. */
   hidden?: Value;
 }
 
 /**
+ * The LM head's weight [V, C] among the parameters: the token embedding when tied (GPT-2 always),
+ * `lm_head` when untied. A model built without one (lmHead `none`) cannot give log-probs.
+ */
+export function lmHeadWeight(c: RewardModelConfig, p: ParamValues): Value {
+  const source = lmHeadSource(c);
+  if (source === 'none') {
+    throw new Error('this model has no LM head (a *ForSequenceClassification checkpoint without tied embeddings): ' +
+      'the losses that read log-probs (HaF-RM, GRM) need one; start from the *ForCausalLM checkpoint');
+  }
+  const v = p.get(source === 'tied' ? 'tok_emb' : 'lm_head');
+  if (v === undefined) throw new Error(`parameter ${source === 'tied' ? 'tok_emb' : 'lm_head'} is not declared`);
+  return v;
+}
+
+/**
  * The forward pass. input_ids, attention_mask: int64 [B, T], right-padded (mask 1 on real tokens).
  * Rows never see padding: keys at padded positions get −1e4 before the softmax (never −inf, so
- * the padded query rows stay finite), and the reward is read at position sum(mask) − 1.
+ * the padded query rows stay finite), and the reward is read at position sum(mask) − 1. With
+ * right padding a row's real tokens sit at positions 0..n−1, which is what GPT-2's position
+ * embedding and the Llama family's RoPE both read (transformers' default position ids).
  */
 export function buildForward(
   b: GraphBuilder, c: RewardModelConfig, p: ParamValues, inputIds: Value, attentionMask: Value,
@@ -238,9 +299,9 @@ export function buildForward(
     if (v === undefined) throw new Error(`parameter ${name} is not declared`);
     return v;
   };
+  const arch = archOf(c);
+  const llamaFamily = isLlamaFamily(arch);
   const C = c.dModel;
-  const H = c.nHeads;
-  const D = C / H;
   const scalar = (x: number): Value => b.scalar(dtype, x);
 
   // Sizes known only at run time.
@@ -252,11 +313,12 @@ export function buildForward(
   const T0 = b.op('Gather', [shape, b.scalar('int64', 1)], { axis: 0 }); //  scalar T
   const T1 = b.unsqueeze(T0, [0]); //                                       [1] = (T)
 
-  // ---- embeddings: x = tok_emb[ids] + pos_emb[0:T]
-  const tok = b.gather(param('tok_emb'), inputIds); //                      [B,T,C]
-  const positions = b.op('Range', [b.scalar('int64', 0), T0, b.scalar('int64', 1)], {}, { shape: [Tdim] }); // [T]
-  const pos = b.gather(param('pos_emb'), positions); //                     [T,C]
-  let x = b.add(tok, pos); //                                             [B,T,C]
+  // ---- embeddings: x = tok_emb[ids] (+ pos_emb[0:T] for GPT-2)
+  let x = b.gather(param('tok_emb'), inputIds); //                          [B,T,C]
+  if (!llamaFamily) {
+    const positions = b.op('Range', [b.scalar('int64', 0), T0, b.scalar('int64', 1)], {}, { shape: [Tdim] }); // [T]
+    x = b.add(x, b.gather(param('pos_emb'), positions)); //                 [B,T,C]
+  }
 
   // ---- attention bias: causal (−1e4 above the diagonal) + padding (−1e4 on padded keys)
   const TT = b.op('Concat', [T1, T1], { axis: 0 }); //                     [2] = (T, T)
@@ -266,45 +328,38 @@ export function buildForward(
   const padBias = b.unsqueeze(b.mul(b.sub(scalar(1), maskF), scalar(-1e4)), [1, 2]); // [B,1,1,T]
   const attnBias = b.add(causal, padBias); //                              [B,1,T,T]
 
-  const qScale = scalar(1 / Math.sqrt(D));
-  for (let i = 0; i < c.nLayers; i++) {
-    const L = `blocks.${i}`;
-    // ---- causal self-attention
-    const h = b.layerNorm(x, param(`${L}.ln1.g`), param(`${L}.ln1.b`), c.layerNormEps); // [B,T,C]
-    const qkv = b.add(b.matmul(h, param(`${L}.attn.qkv.w`)), param(`${L}.attn.qkv.b`)); // [B,T,3C]
-    // One Split (its gradient is one Concat) rather than three Slices (three Pads and a Sum).
-    const parts = b.opMulti('Split', [qkv, b.ints([C, C, C])], 3, { axis: 2 }).map((t) => b.reshape(t, [0, 0, H, D])); // 3×[B,T,H,D]
-    const q = b.transpose(b.mul(parts[0] as Value, qScale), [0, 2, 1, 3]); // [B,H,T,D]
-    const kT = b.transpose(parts[1] as Value, [0, 2, 3, 1]); //              [B,H,D,T]
-    const v = b.transpose(parts[2] as Value, [0, 2, 1, 3]); //               [B,H,T,D]
-    const att = b.softmax(b.add(b.matmul(q, kT), attnBias), -1); //          [B,H,T,T]
-    const y = b.reshape(b.transpose(b.matmul(att, v), [0, 2, 1, 3]), [0, 0, C]); // [B,T,C]
-    x = b.add(x, b.add(b.matmul(y, param(`${L}.attn.proj.w`)), param(`${L}.attn.proj.b`)));
-
-    // ---- MLP
-    const h2 = b.layerNorm(x, param(`${L}.ln2.g`), param(`${L}.ln2.b`), c.layerNormEps);
-    const u = b.add(b.matmul(h2, param(`${L}.mlp.fc.w`)), param(`${L}.mlp.fc.b`)); // [B,T,4C]
-    const g = gelu(b, u, c.activation, dtype);
-    x = b.add(x, b.add(b.matmul(g, param(`${L}.mlp.proj.w`)), param(`${L}.mlp.proj.b`)));
+  // ---- the blocks
+  const ctx: BlockContext = {
+    b, c: { ...c, arch }, dtype, param,
+    // The Llama family's grouped scores are [B,Hkv,R,T,T]: one more broadcast axis.
+    attnBias: llamaFamily ? b.unsqueeze(attnBias, [2]) : attnBias, //        [B,1,1,T,T] or [B,1,T,T]
+  };
+  if (llamaFamily) {
+    const f = c.llama as LlamaFamilyConfig;
+    ctx.rope = ropeTables(b, T0, Tdim, ropeInverseFrequencies(f.headDim, f.ropeTheta, f.ropeScaling), dtype); // 2×[T,D]
   }
+  const block = BLOCKS[arch];
+  for (let i = 0; i < c.nLayers; i++) x = block.forward(ctx, i, x); //        [B,T,C]
 
   // ---- pool the last real token: flat index b·T + (Σ mask_b − 1) into x viewed as [B·T, C]
   const lastIndex = b.sub(b.reduceSum(attentionMask, [1], false), b.scalar('int64', 1)); // [B]
   const rowStart = b.mul(b.op('Range', [b.scalar('int64', 0), B0, b.scalar('int64', 1)], {}, { shape: [Bdim] }), T0); // [B]
   const flatIndex = b.add(rowStart, lastIndex); //                         [B]
 
-  const lnF = (t: Value): Value => b.layerNorm(t, param('ln_f.g'), param('ln_f.b'), c.layerNormEps);
+  const finalNorm = (t: Value): Value => (llamaFamily
+    ? rmsNorm(b, t, param('norm_f.g'), c.layerNormEps)
+    : b.layerNorm(t, param('ln_f.g'), param('ln_f.b'), c.layerNormEps));
   let pooled: Value; //                                                    [B,C]
   let lmLogits: Value | undefined;
   let hidden: Value | undefined;
   if (options.lmHead || options.lmHidden) {
-    const hf = lnF(x); //                                                  [B,T,C]
+    const hf = finalNorm(x); //                                            [B,T,C]
     if (options.lmHidden) hidden = hf;
-    if (options.lmHead) lmLogits = b.matmul(hf, b.transpose(param('tok_emb'), [1, 0])); // [B,T,V]
+    if (options.lmHead) lmLogits = b.matmul(hf, b.transpose(lmHeadWeight(c, p), [1, 0])); // [B,T,V]
     pooled = b.gather(b.reshape(hf, [-1, C]), flatIndex);
   } else {
-    // LayerNorm is per token, so normalising only the pooled rows gives the same numbers.
-    pooled = lnF(b.gather(b.reshape(x, [-1, C]), flatIndex));
+    // Both norms act per token, so normalising only the pooled rows gives the same numbers.
+    pooled = finalNorm(b.gather(b.reshape(x, [-1, C]), flatIndex));
   }
 
   // ---- reward head
@@ -337,42 +392,24 @@ export interface ResponseTokenInputs {
 }
 
 /**
- * log π(y|x) per row: the sum of the log-probs the tied LM head gives each response token.
- * hidden [B,T,C] (after the final LayerNorm); returns [R].
+ * log π(y|x) per row: the sum of the log-probs the LM head gives each response token.
+ * hidden [B,T,C] (after the final norm); lmWeight [V,C] (lmHeadWeight: tok_emb when tied);
+ * returns [R].
  *
  * The head runs only at the N positions that predict a response token, packed into one [N, C]
  * matrix (not at every position of every row: prompts and padding are most of a batch, and the
  * [·,V] logits and their LogSoftmax are the costliest part of the step); the per-row sums are one
  * MatMul with the 0/1 segment matrix.
  * Backward: MatMul's and LogSoftmax's rules, GatherElements' and Gather's scatter-adds back into
- * [B·T, C]; tok_emb gets this use's gradient added to the embedding's.
+ * [B·T, C]; a tied tok_emb gets this use's gradient added to the embedding's.
  */
-export function responseLogProbs(b: GraphBuilder, hidden: Value, tokEmb: Value, tokens: ResponseTokenInputs): Value {
-  const C = tokEmb.shape?.[1] as number;
+export function responseLogProbs(b: GraphBuilder, hidden: Value, lmWeight: Value, tokens: ResponseTokenInputs): Value {
+  const C = lmWeight.shape?.[1] as number;
   const h = b.gather(b.reshape(hidden, [-1, C]), tokens.positions); //                       [N,C]
-  const logits = b.matmul(h, b.transpose(tokEmb, [1, 0])); //                                 [N,V]
+  const logits = b.matmul(h, b.transpose(lmWeight, [1, 0])); //                                 [N,V]
   const target = b.unsqueeze(tokens.targets, [1]); //                                          [N,1]
   const tokenLogp = b.op('GatherElements', [b.logSoftmax(logits, -1), target], { axis: 1 }); // [N,1]
   return b.squeeze(b.matmul(tokens.segments, tokenLogp), [1]); //                              [R]
-}
-
-/**
- * GELU in the form the config names. From opset 20 it is one Gelu node (approximate='tanh' for
- * gelu_new), whose gradient rule is a single chain of elementwise nodes; before that it is spelled
- * out. Autodiff differentiates exactly what is emitted here.
- */
-function gelu(b: GraphBuilder, u: Value, form: Activation, dtype: DType): Value {
-  if (b.opset >= 20) return b.op('Gelu', [u], form === 'gelu_new' ? { approximate: 'tanh' } : {});
-  const s = (x: number): Value => b.scalar(dtype, x);
-  const half = b.mul(u, s(0.5));
-  if (form === 'gelu') {
-    // 0.5·u·(1 + erf(u/√2))
-    return b.mul(half, b.add(s(1), b.op('Erf', [b.mul(u, s(Math.SQRT1_2))])));
-  }
-  // 0.5·u·(1 + tanh(√(2/π)·(u + 0.044715·u³)))
-  const cube = b.mul(b.mul(u, u), u);
-  const inner = b.mul(b.add(u, b.mul(cube, s(0.044715))), s(Math.sqrt(2 / Math.PI)));
-  return b.mul(half, b.add(s(1), b.op('Tanh', [inner])));
 }
 
 function dtypeArray(dtype: DType, values: number[]): Float32Array | Float64Array {

@@ -8,7 +8,7 @@ import type * as ort from 'onnxruntime-node';
 import { executionProviders } from '../model/onnx-session.js';
 import { lengthBaseline, trainBagOfWords, pairwiseAccuracy } from './baselines.js';
 import { readPreferenceFileWithStats, formatDroppedLines, formatReadStats, promptKey, type PreferencePair } from './data.js';
-import { completeTokenizerConfig, PairEncoder, readTokenizerFiles, type TokenizerFiles } from './encode.js';
+import { completeTokenizerConfig, PairEncoder, type TokenizerFiles } from './encode.js';
 import { LogProbForward, RewardForward, pairMetrics, scorePairs, weightsToTensors, type PairMetrics } from './evaluate.js';
 import { gitCommit, modelFolderContents, sha256File } from './export.js';
 import { stageModelFolder } from '../model/write-folder.js';
@@ -21,7 +21,7 @@ import { writeTrainingReport } from '../eval/report/index.js';
 import type { ReferenceStatistics } from '../model/manifest.js';
 import { trainLoop, type LoopResult, type TrainExample } from './loop.js';
 import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type ModelWeights, type RewardModelConfig } from './model.js';
-import { loadHfGpt2, type LoadedGpt2 } from './hf-gpt2.js';
+import { pretrainedStart, readFolderTokenizer, withCheckpointTokenizer, type PretrainedStart } from './hf-checkpoint.js';
 import { splitByPrompt } from './split.js';
 import { trainByteLevelBpe } from './tokenizer/index.js';
 import type { RmserveManifest } from '../model/manifest.js';
@@ -62,7 +62,8 @@ function responseTexts(pairs: readonly PreferencePair[]): string[] {
 }
 
 export async function runTraining(options: TrainRunOptions): Promise<TrainRunResult> {
-  const o = { ...options, ...resolveTrainConfig(options) };
+  // --init-from brings its own tokenizer (and chat template) unless --tokenizer names another.
+  const o = withCheckpointTokenizer({ ...options, ...resolveTrainConfig(options) });
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   if (o.data.length === 0) throw new Error('give at least one --data file');
 
@@ -92,7 +93,7 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRes
   // ---- tokenizer
   let tokenizer: TokenizerFiles;
   if (o.tokenizer) {
-    tokenizer = readTokenizerFiles(o.tokenizer, o.maxLength);
+    tokenizer = readFolderTokenizer(o.tokenizer, o.maxLength);
   } else {
     const t0 = performance.now();
     const bpe = trainByteLevelBpe(responseTexts(trainPairs), { vocabSize: o.vocabSize, modelMaxLength: o.maxLength });
@@ -113,15 +114,11 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRes
   log(`encoded: ${train.reduce((n, e) => n + e.chosen.length + e.rejected.length, 0)} training tokens, ${truncated} of ${train.length} pairs truncated to ${o.maxLength}`);
 
   // ---- model
-  const pretrained: LoadedGpt2 | undefined = o.initFrom ? loadHfGpt2(o.initFrom) : undefined;
-  if (pretrained && !o.tokenizer) throw new Error('--init-from needs the checkpoint\'s own tokenizer: pass --tokenizer');
+  const pretrained: PretrainedStart | undefined = o.initFrom
+    ? pretrainedStart(o.initFrom, { vocabSize: encoder.vocabSize, maxLength: o.maxLength, needsLmHead: needs.logp, objectives, head: o.head, log })
+    : undefined;
   const sizes = pretrained
-    ? {
-      vocabSize: Math.max(encoder.vocabSize, pretrained.config.vocabSize), dModel: pretrained.config.dModel,
-      nLayers: pretrained.config.nLayers, nHeads: pretrained.config.nHeads, dMlp: pretrained.config.dFF,
-      layerNormEps: pretrained.config.layerNormEpsilon,
-      activation: pretrained.config.activation === 'gelu' ? 'gelu' as const : 'gelu_new' as const,
-    }
+    ? pretrained.sizes
     : { vocabSize: encoder.vocabSize, dModel: o.dModel, nLayers: o.layers, nHeads: o.heads, dMlp: 4 * o.dModel };
   const config = defaultModelConfig({
     ...sizes, maxLength: o.maxLength, numObjectives: objectives.length, head: o.head, headHidden: o.headHidden,

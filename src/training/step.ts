@@ -8,7 +8,7 @@ import { gradients } from './graph/autodiff.js';
 import { GraphBuilder, type DType, type Value } from './graph/builder.js';
 import { addOptimizerStep, type AdamWOptions, type LrSchedule } from './graph/optim.js';
 import { lossFor, lossNeeds, type LossConfig } from './losses.js';
-import { MODEL_OPSET, buildForward, declareParamInputs, parameterSpecs, responseLogProbs, type RewardModelConfig } from './model.js';
+import { MODEL_OPSET, buildForward, declareParamInputs, lmHeadWeight, parameterSpecs, responseLogProbs, type RewardModelConfig } from './model.js';
 import type { ParamTensors } from './evaluate.js';
 
 /**
@@ -68,7 +68,7 @@ export function addPairLoss(
   const rejected = column(1);
   let logp: { chosen: Value; rejected?: Value } | undefined;
   if (hidden && lmTokens) {
-    const rows = responseLogProbs(b, hidden, params.get('tok_emb') as Value, lmTokens); //       [R]
+    const rows = responseLogProbs(b, hidden, lmHeadWeight(c, params), lmTokens); //               [R]
     logp = needs.logpRejected ? halves(b, rows) : { chosen: rows };
   }
   const out = lossFor(loss)({

@@ -1,5 +1,6 @@
-// Neural-network ops: activations, Softmax/LogSoftmax, LayerNormalization and Dropout. All keep
-// X's shape; LayerNormalization adds its statistics outputs and Dropout its mask.
+// Neural-network ops: activations, Softmax/LogSoftmax, LayerNormalization, RMSNorm
+// (SimplifiedLayerNormalization) and Dropout. All keep X's shape; the normalisations add their
+// statistics outputs and Dropout its mask.
 import type { GraphBuilder, GraphNode, Value } from '../builder.js';
 import {
   dtypeFromOnnx, intAttr, needGrad, normAxis, rankOf, scalarLike, shapePreserving as activation, unbroadcast,
@@ -17,6 +18,16 @@ function layerNormStats(b: GraphBuilder, node: GraphNode, x: Value, axes: number
   const variance = b.reduceMean(b.mul(d, d), axes, true);
   const inv = b.op('Reciprocal', [b.op('Sqrt', [b.add(variance, scalarLike(b, x, epsilon))])]);
   return [mu, inv];
+}
+
+/** SimplifiedLayerNormalization's InvStdDev in x's dtype: the node's own output when it matches, else recomputed. */
+function rmsInvStd(b: GraphBuilder, node: GraphNode, x: Value, axes: number[]): Value {
+  const invStd = node.outputs[1];
+  if (invStd && invStd.dtype === x.dtype) return invStd;
+  const eps = node.attrs['epsilon'];
+  const epsilon = typeof eps === 'number' ? eps : 1e-5;
+  const meanSquare = b.reduceMean(b.mul(x, x), axes, true);
+  return b.op('Reciprocal', [b.op('Sqrt', [b.add(meanSquare, scalarLike(b, x, epsilon))])]);
 }
 
 export const nnOps: OpTable = {
@@ -105,6 +116,46 @@ export const nnOps: OpTable = {
         }),
         needGrad(a, 1, () => unbroadcast(b, b.mul(gy, xhat), shape, scale)),
         bias ? needGrad(a, 2, () => unbroadcast(b, gy, shape, bias)) : null,
+      ];
+    },
+  },
+
+  // RMSNorm (Llama, Qwen): onnxruntime's SimplifiedLayerNormalization, registered in the ai.onnx
+  // domain from opset 1 by ORT (CPU and CUDA kernels; not an ONNX standard op; opset 23's
+  // RMSNormalization is the standard one, past the trainer's MODEL_OPSET). One fused kernel instead
+  // of the seven nodes x·(mean(x²)+ε)^(−½)·γ takes, and its InvStdDev output saves recomputing r.
+  // X [d0, ..., d(a−1), da, ...], γ [da, ...] → Y [d0, ..., da, ...], InvStdDev [d0, ..., d(a−1), 1, ..., 1] in stash_type
+  // r = (mean(X²) + ε)^(−½) over the axes from `axis` (a) on, x̂ = X·r, Y = x̂ ⊙ γ:
+  //   γ̄ = Σ_rows ḡ ⊙ x̂,  X̄ = r ⊙ (ĝ − x̂ ⊙ mean(ĝ ⊙ x̂)),  ĝ = ḡ ⊙ γ
+  //   (from ∂r/∂X_j = −r³·X_j/n: X̄_j = ĝ_j·r − Σ_i ĝ_i·X_i·r³·X_j/n)
+  // ORT has no double kernel with a double InvStdDev: a float64 node keeps stash_type float, and
+  // the rule recomputes r in float64 rather than read the float32 one.
+  SimplifiedLayerNormalization: {
+    outputs: 2,
+    infer: ({ x, attrs, numOutputs, dtype }) => {
+      const xs = x[0]?.shape;
+      const axis = xs ? normAxis(intAttr(attrs, 'axis', -1), xs.length) : 0;
+      const stash = dtypeFromOnnx(intAttr(attrs, 'stash_type', 1));
+      const stats = xs ? xs.map((d, i) => (i < axis ? d : 1)) : undefined;
+      return [{ dtype, shape: xs }, { dtype: stash, shape: stats }].slice(0, numOutputs);
+    },
+    vjp: (a) => {
+      const { b, node, x, y, g } = a;
+      const [X, scale] = [x[0]!, x[1]!];
+      const gy = g[0];
+      if (!gy) return [null, null]; // only InvStdDev was used: treated as non-differentiable
+      const r = rankOf(X, 'SimplifiedLayerNormalization');
+      const axis = normAxis(intAttr(node.attrs, 'axis', -1), r);
+      const axes = Array.from({ length: r - axis }, (_, i) => axis + i);
+      const invStd = rmsInvStd(b, node, X, axes);
+      const xhat = b.mul(X, invStd);
+      return [
+        needGrad(a, 0, () => {
+          const gh = b.mul(gy, scale);
+          const m = b.reduceMean(b.mul(gh, xhat), axes, true);
+          return b.mul(invStd, b.sub(gh, b.mul(xhat, m)));
+        }),
+        needGrad(a, 1, () => unbroadcast(b, b.mul(gy, xhat), y[0]!.shape, scale)),
       ];
     },
   },
