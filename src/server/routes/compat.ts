@@ -1,121 +1,130 @@
-// Drop-in shapes of other servers, so clients written for them work unchanged:
-// - POST /predict  — Hugging Face text-embeddings-inference (sequence classification).
-//   `inputs` is a text, a [text, text_pair] pair, or a list of those; a pair is read as
-//   (prompt, response) and formatted with the model's chat template like /v1/score.
-// - POST /classify — vLLM's classification API (`input`: a text or a list of texts).
-// Raw scores are TEI's `raw_scores: true`; otherwise TEI/vLLM squash them: sigmoid for one label,
-// softmax across several. rmserve's own /v1/score keeps raw scores as the default.
-import { Type, type Static } from '@sinclair/typebox';
-import type { FastifyPluginAsync } from 'fastify';
-import { ScoringError } from '../../scoring/errors.js';
-import type { ScoreItem } from '../../model/format.js';
-import type { ScoredItem, Scorer } from '../../scoring/scorer.js';
-import { clientAbortSignal } from '../abort.js';
+// Drop-in routes of other servers, so clients written for them work unchanged (docs/integrations.md
+// has a recipe per client). Each reply comes from one model (peer-common.ts oneModel): the peers
+// serve one model per server, and a softmax across two models' heads would mean nothing.
+//
+//   TEI (tei.ts)      POST /predict, POST /rerank {query, texts}; TEI's error body and statuses
+//   vLLM (vllm.ts)    POST /classify {input|messages}, /v1/classify, /pooling, /score,
+//                     POST /rerank {query, documents}, /v1/rerank, /v2/rerank
+//   SGLang (vllm.ts)  POST /classify {text} (native reward route), POST /v1/embeddings
+//
+// Where two peers use one path, the body decides (each peer's own field is unique to it):
+// /classify with `text` is SGLang's native route, with `input`/`messages` vLLM's (SGLang's
+// /v1/classify is vLLM's shape); /rerank with `texts` is TEI's, with `documents` vLLM's.
+// vLLM's /v1/score stays rmserve's own scoring API: vLLM clients use /score, which vLLM serves too.
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { Scorer } from '../../scoring/scorer.js';
 import { ErrorSchema } from '../schemas.js';
+import { PredictBody, PredictReply, TeiErrorSchema, teiErrorBody, teiPredict, teiRerank, TeiRerankBody, TeiRerankReply } from './tei.js';
+import {
+  ClassifyBody,
+  ClassifyReply,
+  embeddings,
+  EmbeddingsBody,
+  EmbeddingsReply,
+  PoolingBody,
+  PoolingReply,
+  ScoreBody,
+  ScoreReply,
+  sglangClassify,
+  SglangClassifyReply,
+  vllmClassify,
+  VllmClassifyBody,
+  vllmPooling,
+  vllmRerank,
+  VllmRerankBody,
+  VllmRerankReply,
+  vllmScore,
+  type PeerContext,
+} from './vllm.js';
 
-const Text = Type.String({ minLength: 1 });
-const Sequence = Type.Union([Text, Type.Tuple([Type.String(), Type.String()])]);
-const PredictBody = Type.Object({
-  inputs: Type.Union([Sequence, Type.Array(Sequence, { minItems: 1 })]),
-  raw_scores: Type.Optional(Type.Boolean()),
-  truncate: Type.Optional(Type.Boolean()),
-  truncation_direction: Type.Optional(Type.Union([Type.Literal('Left'), Type.Literal('Right')])),
-});
-type PredictBody = Static<typeof PredictBody>;
-const Prediction = Type.Array(Type.Object({ score: Type.Number(), label: Type.String() }));
-
-const ClassifyBody = Type.Object({
-  model: Type.Optional(Type.String({ minLength: 1 })),
-  input: Type.Union([Text, Type.Array(Text, { minItems: 1 })]),
-});
-type ClassifyBody = Static<typeof ClassifyBody>;
-const ClassifyReply = Type.Object({
-  id: Type.String(),
-  object: Type.Literal('list'),
-  created: Type.Integer(),
-  model: Type.String(),
-  data: Type.Array(Type.Object({ index: Type.Integer(), label: Type.String(), probs: Type.Array(Type.Number()), num_classes: Type.Integer() })),
-});
-
-type Sequence = Static<typeof Sequence>;
-
-/** TEI's untagged enum: a 2-string array is one pair, not a batch of two. */
-function teiInputs(inputs: PredictBody['inputs']): { items: ScoreItem[]; single: boolean } {
-  const isSequence = (x: unknown): x is Sequence => typeof x === 'string' || (Array.isArray(x) && x.length === 2 && x.every((s) => typeof s === 'string'));
-  const single = isSequence(inputs) && !(Array.isArray(inputs) && Array.isArray(inputs[0]));
-  const list = (single ? [inputs] : inputs) as Sequence[];
-  return { single, items: list.map((s) => (typeof s === 'string' ? { text: s } : { prompt: s[0], response: s[1] })) };
+export interface CompatRouteOptions {
+  scorer: Scorer;
+  /** Most inputs in one request (413 beyond), as /v1/score. */
+  maxItems: number;
 }
 
-function squash(values: number[]): number[] {
-  if (values.length === 1) return values.map((v) => 1 / (1 + Math.exp(-v)));
-  const max = Math.max(...values);
-  const exps = values.map((v) => Math.exp(v - max));
-  const total = exps.reduce((a, b) => a + b, 0);
-  return exps.map((e) => e / total);
-}
-
-const rawOf = (item: ScoredItem): { labels: string[]; values: number[] } => ({
-  labels: Object.keys(item.objectives),
-  values: Object.values(item.objectives).map((o) => o.raw),
+/** Errors in rmserve's shape (vLLM and SGLang clients read `error.message`, as OpenAI's SDK does). */
+const errors = { '4xx': ErrorSchema, '5xx': ErrorSchema };
+/**
+ * TEI-form requests are answered in TEI's error body. The schema also takes rmserve's, which is
+ * what the app's error handler serializes and the TEI onSend hook then converts (after the root
+ * onSend hook has read rmserve's error code for the failure metrics); clients only see TEI's.
+ */
+const TeiOrRmserveError = Type.Union([TeiErrorSchema, ErrorSchema], {
+  description: "TEI's {error, error_type} (rmserve's {error: {code, message}} only on the vLLM form of /rerank)",
 });
+const teiErrors = { '4xx': TeiOrRmserveError, '5xx': TeiOrRmserveError };
 
-export const compatRoutes: FastifyPluginAsync<{ scorer: Scorer; maxItems: number }> = async (app, { scorer, maxItems }) => {
-  const checkSize = (n: number): void => {
-    if (n > maxItems) throw new ScoringError('too_many_items', 413, `at most ${maxItems} inputs per request, got ${n}`);
-  };
+const hasField = (body: unknown, field: string): boolean => typeof body === 'object' && body !== null && field in body;
 
-  app.post<{ Body: PredictBody }>(
-    '/predict',
-    {
+export const compatRoutes: FastifyPluginAsync<CompatRouteOptions> = async (app, { scorer, maxItems }) => {
+  const ctx: PeerContext = { scorer, maxItems };
+
+  // --- TEI. Its requests are answered in TEI's error shape, whatever refused them (the schema,
+  // the scorer, the API key check, the drain), so this plugin scope gets its own onSend hook.
+  await app.register(async (tei) => {
+    const teiRequests = new WeakSet<FastifyRequest>();
+    const isTei = (request: FastifyRequest): boolean => request.routeOptions.url === '/predict' || teiRequests.has(request);
+    tei.addHook('onSend', teiErrorBody(isTei));
+    // The body decides whose /rerank this is; known before validation, so TEI's errors cover its schema's too.
+    tei.addHook('preValidation', async (request) => {
+      if (request.routeOptions.url === '/rerank' && hasField(request.body, 'texts')) teiRequests.add(request);
+    });
+
+    tei.post('/predict', {
       schema: {
-        summary: 'text-embeddings-inference compatible sequence classification',
+        summary: 'text-embeddings-inference: sequence classification of a text, a (prompt, response) pair or a batch',
+        tags: ['TEI'],
         body: PredictBody,
-        response: { 200: Type.Union([Prediction, Type.Array(Prediction)]), '4xx': ErrorSchema },
+        response: { 200: PredictReply, ...teiErrors },
       },
-    },
-    async (request, reply) => {
-      const { items, single } = teiInputs(request.body.inputs);
-      checkSize(items.length);
-      const direction = request.body.truncation_direction;
-      const result = await scorer.score({
-        items,
-        ...(direction ? { truncation: direction === 'Left' ? 'left' : 'right' } : {}),
-        signal: clientAbortSignal(request, reply),
-      });
-      const predictions = result.items.map((item) => {
-        const { labels, values } = rawOf(item);
-        const scores = request.body.raw_scores ? values : squash(values);
-        return labels.map((label, k) => ({ label, score: scores[k] as number })).sort((a, b) => b.score - a.score);
-      });
-      void reply.header('x-rmserve-model-versions', JSON.stringify(result.modelVersions));
-      return single ? predictions[0] : predictions;
-    },
-  );
+    }, (request, reply) => teiPredict(scorer, maxItems, request, reply));
 
-  app.post<{ Body: ClassifyBody }>(
-    '/classify',
-    { schema: { summary: 'vLLM compatible classification', body: ClassifyBody, response: { 200: ClassifyReply, '4xx': ErrorSchema } } },
-    async (request, reply) => {
-      const texts = typeof request.body.input === 'string' ? [request.body.input] : request.body.input;
-      checkSize(texts.length);
-      const result = await scorer.score({
-        ...(request.body.model ? { models: [request.body.model] } : {}),
-        items: texts.map((text) => ({ text })),
-        signal: clientAbortSignal(request, reply),
-      });
-      return {
-        id: `classify-${request.id}`,
-        object: 'list' as const,
-        created: Math.floor(Date.now() / 1000),
-        model: Object.entries(result.modelVersions).map(([name, version]) => `${name}@${version}`).join(','),
-        data: result.items.map((item, index) => {
-          const { labels, values } = rawOf(item);
-          const probs = squash(values);
-          const best = probs.indexOf(Math.max(...probs));
-          return { index, label: labels[best] as string, probs, num_classes: labels.length };
-        }),
-      };
+    tei.post('/rerank', {
+      schema: {
+        summary: 'Rerank: TEI ({query, texts}) or vLLM/Jina ({query, documents}) form, by body',
+        tags: ['TEI', 'vLLM'],
+        body: Type.Union([TeiRerankBody, VllmRerankBody]),
+        response: { 200: Type.Union([TeiRerankReply, VllmRerankReply]), ...teiErrors },
+      },
+    }, (request, reply) => (teiRequests.has(request) ? teiRerank(scorer, maxItems, request, reply) : vllmRerank(ctx, request, reply)));
+  });
+
+  // --- vLLM and SGLang
+  app.post('/classify', {
+    schema: {
+      summary: "vLLM's classification API ({input} or {messages}), or SGLang's native reward route ({text})",
+      tags: ['vLLM', 'SGLang'],
+      body: ClassifyBody,
+      response: { 200: Type.Union([ClassifyReply, SglangClassifyReply]), ...errors },
     },
-  );
+  }, (request, reply) => (hasField(request.body, 'text') ? sglangClassify(ctx, request, reply) : vllmClassify(ctx, request, reply)));
+
+  app.post('/v1/classify', {
+    schema: { summary: "vLLM's classification API (SGLang's /v1/classify has its shape)", tags: ['vLLM', 'SGLang'], body: VllmClassifyBody, response: { 200: ClassifyReply, ...errors } },
+  }, (request, reply) => vllmClassify(ctx, request, reply));
+
+  app.post('/pooling', {
+    schema: { summary: "vLLM's pooling API: each input's reward vector (task reward)", tags: ['vLLM'], body: PoolingBody, response: { 200: PoolingReply, ...errors } },
+  }, (request, reply) => vllmPooling(ctx, request, reply));
+
+  app.post('/score', {
+    schema: { summary: "vLLM's score API: (text_1, text_2) pairs scored as (prompt, response)", tags: ['vLLM'], body: ScoreBody, response: { 200: ScoreReply, ...errors } },
+  }, (request, reply) => vllmScore(ctx, request, reply));
+
+  for (const url of ['/v1/rerank', '/v2/rerank']) {
+    app.post(url, {
+      schema: { summary: "vLLM's rerank API (Jina/Cohere form): documents ranked as responses to the query", tags: ['vLLM'], body: VllmRerankBody, response: { 200: VllmRerankReply, ...errors } },
+    }, (request, reply) => vllmRerank(ctx, request, reply));
+  }
+
+  app.post('/v1/embeddings', {
+    schema: {
+      summary: "OpenAI's embeddings API as SGLang (and vLLM) answer it for a reward model: each input's raw reward vector",
+      tags: ['SGLang', 'vLLM'],
+      body: EmbeddingsBody,
+      response: { 200: EmbeddingsReply, ...errors },
+    },
+  }, (request, reply) => embeddings(ctx, request, reply));
 };

@@ -1,9 +1,16 @@
 // GET /v1/models, GET /v1/models/:name — what is loaded, which version serves, and what failed.
-import { Type } from '@sinclair/typebox';
+// The list is also OpenAI's (`{object: "list", data: [{id, object: "model", created, owned_by}]}`,
+// what OpenAI's SDK, vLLM and SGLang clients read): `object` and `data` sit beside rmserve's
+// `models`, so neither kind of client loses a field. `data` lists the models that serve, each
+// under its registry name with the aliases (rmserve.json `name`, config.json `_name_or_path`)
+// the scoring routes also accept; /v1/models/:name takes an alias too.
+import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { unknownModel } from '../../scoring/errors.js';
-import type { ModelRegistry } from '../../scoring/registry.js';
+import type { ModelVersion } from '../../scoring/model-version.js';
+import type { ModelRegistry, ModelStatus } from '../../scoring/registry.js';
 import { ErrorSchema } from '../schemas.js';
+import { modelAliases } from './peer-common.js';
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
 
@@ -42,25 +49,77 @@ export const ModelStatusSchema = Type.Object({
   ]),
 });
 
+const OpenAiModelFields = {
+  id: Type.String({ description: 'The name to send as `model`' }),
+  object: Type.Literal('model'),
+  created: Type.Integer({ description: 'Unix seconds when the serving version loaded (0 while none serves)' }),
+  owned_by: Type.String(),
+  aliases: Type.Array(Type.String(), { description: 'Other names the scoring routes accept for this model (rmserve.json name, config.json _name_or_path)' }),
+};
+
+export const OpenAiModelSchema = Type.Object({
+  ...OpenAiModelFields,
+  root: Type.String({ description: "vLLM's root: the model's Hugging Face id when its config names one, else its name" }),
+  max_model_len: Type.Integer(),
+});
+
+const ModelListReply = Type.Object({
+  object: Type.Literal('list'),
+  data: Type.Array(OpenAiModelSchema, { description: 'The serving models, as OpenAI lists models' }),
+  models: Type.Array(ModelStatusSchema, { description: "rmserve's status of every model, serving or not" }),
+});
+
+const ModelReply = Type.Intersect([ModelStatusSchema, Type.Object(OpenAiModelFields)]);
+
+const OWNER = 'rmserve';
+
+function openAiModel(model: ModelVersion): Static<typeof OpenAiModelSchema> {
+  const aliases = modelAliases(model);
+  return {
+    id: model.name,
+    object: 'model',
+    created: Math.floor(model.loadedAt.getTime() / 1000),
+    owned_by: OWNER,
+    aliases,
+    root: aliases.find((alias) => alias === model.spec.files.config._name_or_path) ?? model.name,
+    max_model_len: model.spec.maxLength,
+  };
+}
+
+/** The serving version called `name` or aliased so, if any. */
+function servingByName(registry: ModelRegistry, name: string): ModelVersion | undefined {
+  const names = registry.names();
+  if (names.includes(name)) return registry.get(name);
+  const matches = names.map((n) => registry.get(n)).filter((model) => modelAliases(model).includes(name));
+  return matches.length === 1 ? matches[0] : undefined;
+}
+
 export const modelRoutes: FastifyPluginAsync<{ registry: ModelRegistry }> = async (app, { registry }) => {
   app.get(
     '/v1/models',
-    { schema: { summary: 'List models and their serving versions', response: { 200: Type.Object({ models: Type.Array(ModelStatusSchema) }) } } },
-    async () => ({ models: registry.status() }),
+    { schema: { summary: "List models and their serving versions (also OpenAI's model list)", response: { 200: ModelListReply } } },
+    async () => ({
+      object: 'list' as const,
+      data: registry.names().map((name) => openAiModel(registry.get(name))),
+      models: registry.status(),
+    }),
   );
   app.get<{ Params: { name: string } }>(
     '/v1/models/:name',
     {
       schema: {
-        summary: 'One model and its versions',
+        summary: "One model and its versions, by name or alias (also OpenAI's model object)",
         params: Type.Object({ name: Type.String() }),
-        response: { 200: ModelStatusSchema, '4xx': ErrorSchema },
+        response: { 200: ModelReply, '4xx': ErrorSchema },
       },
     },
     async (request) => {
-      const status = registry.status().find((m) => m.name === request.params.name);
-      if (status === undefined) throw unknownModel(request.params.name);
-      return status;
+      const requested = request.params.name;
+      const serving = servingByName(registry, requested);
+      const status: ModelStatus | undefined = registry.status().find((m) => m.name === (serving?.name ?? requested));
+      if (status === undefined) throw unknownModel(requested);
+      const openAi = serving === undefined ? { id: status.name, object: 'model' as const, created: 0, owned_by: OWNER, aliases: [] } : openAiModel(serving);
+      return { ...status, id: openAi.id, object: openAi.object, created: openAi.created, owned_by: openAi.owned_by, aliases: openAi.aliases };
     },
   );
 };
