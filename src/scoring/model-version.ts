@@ -98,6 +98,20 @@ export class ModelVersion {
    */
   readonly key: string;
 
+  /**
+   * Other names clients may use for this model: rmserve.json's `name` and config.json's
+   * `_name_or_path` (the Hugging Face id vLLM and SGLang clients send as `model`).
+   */
+  get aliases(): string[] {
+    const aliases = new Set<string>();
+    const manifestName = this.spec.manifest?.name;
+    if (manifestName !== undefined && manifestName !== '') aliases.add(manifestName);
+    const hfId = this.spec.files.config._name_or_path;
+    if (typeof hfId === 'string' && hfId !== '') aliases.add(hfId);
+    aliases.delete(this.name);
+    return [...aliases];
+  }
+
   /** The folder this version was loaded from. */
   get dir(): string {
     return this.spec.dir;

@@ -352,6 +352,25 @@ export class ModelRegistry {
     return model;
   }
 
+  /**
+   * The serving version a client means by `requested`: its registry name first, else the one
+   * model that has it as an alias (ModelVersion.aliases); 404 for none, 400 for several.
+   */
+  find(requested: string): ModelVersion {
+    const direct = this.serving.get(requested);
+    if (direct !== undefined) return direct;
+    const matches = [...this.serving.values()].filter((model) => model.aliases.includes(requested));
+    if (matches.length > 1) {
+      throw new ScoringError(
+        'ambiguous_model',
+        400,
+        `"${requested}" is an alias of ${matches.length} served models (${matches.map((m) => m.name).sort().join(', ')}); name one of them`,
+      );
+    }
+    if (matches.length === 0) throw unknownModel(requested);
+    return matches[0] as ModelVersion;
+  }
+
   names(): string[] {
     return [...this.serving.keys()].sort();
   }

@@ -188,8 +188,8 @@ export class Scorer {
   resolveModels(requested: string[] | undefined): ModelVersion[] {
     const names = requested ?? this.defaultModels ?? this.registry.names();
     if (names.length === 0) throw unknownModel('(default)');
-    const unique = [...new Set(names)];
-    return unique.map((name) => this.registry.get(name));
+    // By name or alias; a model named twice (even by two of its names) is scored once.
+    return [...new Set(names.map((name) => this.registry.find(name)))];
   }
 
   /** Raw reward vectors only. */

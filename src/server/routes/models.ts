@@ -88,10 +88,11 @@ function openAiModel(model: ModelVersion): Static<typeof OpenAiModelSchema> {
 
 /** The serving version called `name` or aliased so, if any. */
 function servingByName(registry: ModelRegistry, name: string): ModelVersion | undefined {
-  const names = registry.names();
-  if (names.includes(name)) return registry.get(name);
-  const matches = names.map((n) => registry.get(n)).filter((model) => modelAliases(model).includes(name));
-  return matches.length === 1 ? matches[0] : undefined;
+  try {
+    return registry.find(name);
+  } catch {
+    return undefined; // not served, or an alias of several: the status lookup says which
+  }
 }
 
 export const modelRoutes: FastifyPluginAsync<{ registry: ModelRegistry }> = async (app, { registry }) => {

@@ -40,27 +40,14 @@ export function invalid(message: string, code = 'invalid_request'): ScoringError
  * `_name_or_path` (the Hugging Face id it was exported from, e.g. `Skywork/Skywork-Reward-V2-Llama-3.1-8B`),
  * which is what vLLM/SGLang clients send as `model` (verl sends its config's model path).
  */
+/** Other names a model answers to (ModelVersion.aliases). */
 export function modelAliases(model: ModelVersion): string[] {
-  const aliases = new Set<string>();
-  const manifestName = model.spec.manifest?.name;
-  if (manifestName !== undefined && manifestName !== '') aliases.add(manifestName);
-  const hfId = model.spec.files.config._name_or_path;
-  if (typeof hfId === 'string' && hfId !== '') aliases.add(hfId);
-  aliases.delete(model.name);
-  return [...aliases];
+  return model.aliases;
 }
 
 /** The serving model called `requested`: its registry name first, else a unique alias. */
 export function findModel(scorer: Scorer, requested: string): ModelVersion {
-  const { registry } = scorer;
-  const names = registry.names();
-  if (names.includes(requested)) return registry.get(requested);
-  const matches = names.map((name) => registry.get(name)).filter((model) => modelAliases(model).includes(requested));
-  if (matches.length > 1) {
-    throw invalid(`"${requested}" is an alias of ${matches.length} served models (${matches.map((m) => m.name).join(', ')}); name one of them`, 'ambiguous_model');
-  }
-  if (matches.length === 0) throw unknownModel(requested);
-  return matches[0] as ModelVersion;
+  return scorer.registry.find(requested);
 }
 
 /** Registry names for a list of requested names or aliases (/get_reward's `?model=`). */
