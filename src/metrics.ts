@@ -31,6 +31,8 @@ export function versionLabels(model: { name: string; version: string }): Version
   return { model: model.name, version: model.version };
 }
 
+// Every metric is declared in full (name, help, labels, buckets), as prom-client's own examples do,
+// so one place tells what a series means; the declarations look alike for that reason.
 export class RmserveMetrics {
   readonly registry = new Registry();
 

@@ -418,6 +418,8 @@ function requireOneObjective(model: ModelVersion, route: string): void {
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
+// The handlers below share their opening (fields, inputs, scoreFor) and differ in the reply each
+// of vLLM's tasks defines; written out per route so each reads against vLLM's protocol class.
 export async function vllmClassify(ctx: PeerContext, request: FastifyRequest, reply: FastifyReply): Promise<Static<typeof ClassifyReply>> {
   const body = request.body as VllmClassifyBody;
   checkFields(body, "vLLM's /classify", CLASSIFY_RULES);
