@@ -1,14 +1,14 @@
 // `rmserve eval`: score preference files with an exported model folder, exactly as the server
 // would, and report accuracy, reward scale, margins and calibration (docs/evaluation.md).
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { Command } from 'commander';
 import { addOptions, readOptions } from '../config/options.js';
 import { EVAL_OPTIONS } from '../config/eval.js';
 import { evaluateFiles } from '../eval/evaluate-files.js';
-import { ProgressLine } from '../eval/progress.js';
 import { formatEvalResult } from '../eval/table.js';
 import type { EvalResult } from '../eval/types.js';
+import { Progress } from './progress.js';
 
 export function evalCommand(): Command {
   return addOptions(
@@ -17,19 +17,27 @@ export function evalCommand(): Command {
   )
     .action(async function (this: Command, parsed: Record<string, unknown>) {
       const { config, command: opts } = readOptions(EVAL_OPTIONS, parsed);
-      const progress = new ProgressLine();
+      // One phase per file and step: its pairs tokenized, then its responses scored.
+      const progress = new Progress();
+      let phase = '';
       let result: EvalResult;
       try {
         result = await evaluateFiles({
           ...config,
-          progress: (f, phase, done, total) => progress.update(`${phase === 'tokenize' ? 'tokenizing pairs of' : 'scoring responses of'} ${config.data[f]}`, done, total),
+          progress: (f, step, done, total) => {
+            if (`${f}:${step}` !== phase) {
+              phase = `${f}:${step}`;
+              progress.start(`${step === 'tokenize' ? 'tokenizing' : 'scoring'} ${basename(config.data[f] ?? '')}`, total, step === 'tokenize' ? 'pairs' : 'responses');
+            }
+            progress.update(done);
+          },
         });
       } catch (err) {
-        progress.done();
+        progress.stop();
         // Unreadable files, bad model folders: one line, no stack trace.
         this.error(`error: ${(err as Error).message}`);
       }
-      progress.done();
+      progress.stop();
       if (opts.json !== undefined) {
         mkdirSync(dirname(opts.json), { recursive: true });
         writeFileSync(opts.json, JSON.stringify(result, null, 2) + '\n');

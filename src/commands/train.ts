@@ -7,6 +7,24 @@ import { promoteVersion } from '../server/promote-client.js';
 import { runTraining } from '../training/pipeline.js';
 import { addOptions, readOptions } from '../config/options.js';
 import { TRAIN_OPTIONS, modelName } from '../config/train.js';
+import type { LoopProgress } from '../training/loop.js';
+import { Progress } from './progress.js';
+
+/** The loop's step reports drawn as one phase of `progress`: a bar on a terminal, plain lines elsewhere. */
+function stepProgress(progress: Progress): LoopProgress {
+  let started = false;
+  return {
+    step({ step, stopAt, firstStep, loss, lr, tokensPerSecond }) {
+      if (!started) {
+        started = true;
+        progress.start('training', stopAt, 'steps', firstStep);
+      }
+      progress.update(step, `loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} ${Math.round(tokensPerSecond)} tok/s`);
+      // The last step ends the phase: what follows (validation, the test split, export) is not training time.
+      if (step >= stopAt) progress.stop();
+    },
+  };
+}
 
 export function trainCommand(): Command {
   return addOptions(new Command('train').description('train a reward model on preference data and export it as a model folder the server loads'), TRAIN_OPTIONS)
@@ -21,16 +39,21 @@ export function trainCommand(): Command {
         stop.abort();
         process.once('SIGINT', () => process.exit(130));
       });
+      // --no-progress: no bar and no step lines; the log lines and the JSONL log stay.
+      const progress = opts.progress ? new Progress() : undefined;
       let result: Awaited<ReturnType<typeof runTraining>>;
       try {
         result = await runTraining({
           ...config,
           signal: stop.signal,
-          // --no-progress turns the line off; without it the loop draws one when stderr is a TTY.
-          progress: opts.progress ? undefined : false,
+          progress: progress === undefined ? false : stepProgress(progress),
+          // Through the bar, which clears itself for a line and redraws below it.
+          log: (line) => (progress === undefined ? process.stderr.write(`${line}\n`) : progress.log(line)),
           command: ['rmserve', ...process.argv.slice(2)].join(' '),
         });
+        progress?.stop();
       } catch (err) {
+        progress?.stop();
         // A user error (bad file, bad option combination, no CUDA) is one line, not a stack.
         process.stderr.write(`rmserve train: ${(err as Error).message}\n`);
         process.exitCode = 1;

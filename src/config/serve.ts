@@ -10,10 +10,10 @@ import { DEFAULT_WATCH_OPTIONS } from '../scoring/watcher.js';
 import { DEFAULT_HTTP_LIMITS } from '../server/limits.js';
 import { AGGREGATE_NAMES, TRANSFORM_NAMES } from '../transforms/index.js';
 import type { ConfigOf, OptionTable } from './options.js';
-import { commaList, nonNegativeInt, pins, positiveInt, ratio, unitInterval } from './parsers.js';
+import { commaList, nonNegativeInt, pins, positiveInt, ratio, tcpPort, unitInterval } from './parsers.js';
 
 export const SERVE_OPTIONS = {
-  port: { flags: '--port <port>', env: 'PORT', help: 'TCP port', default: 8000, parse: nonNegativeInt, scope: 'command' },
+  port: { flags: '--port <port>', env: 'PORT', help: 'TCP port (0 = any free port)', default: 8000, parse: tcpPort, scope: 'command' },
   host: { flags: '--host <host>', env: 'HOST', help: 'interface to listen on', default: '127.0.0.1', scope: 'command' },
   modelsRoot: { flags: '--models <dir>', env: 'RMSERVE_MODELS', help: 'models root: <name>/<version>/', default: './models' },
   device: { flags: '--device <device>', env: 'RMSERVE_DEVICE', help: 'cpu, cuda or cuda:N', default: 'cpu' },

@@ -172,7 +172,10 @@ export const TRAIN_OPTIONS = {
     help: 'after export, ask the rmserve server at this URL to load and serve the new version (--out must be <its models root>/NAME/VERSION)',
   },
   adminToken: { flags: '--admin-token <token>', env: 'RMSERVE_ADMIN_TOKEN', help: 'bearer token for --promote', scope: 'command', docs: { default: 'unset' } },
-  progress: { flags: '--no-progress', help: 'no progress line on the terminal (the JSONL log is always written)', scope: 'command', docs: { default: 'on a TTY' } },
+  progress: {
+    flags: '--no-progress', help: 'no progress bar on a terminal and no progress lines elsewhere (the JSONL log is always written)', scope: 'command',
+    docs: { default: 'bar on a TTY, lines otherwise' },
+  },
   report: { flags: '--no-report', help: 'skip report.html (and its evaluation of the test split with rmserve eval)', docs: { default: 'written' } },
 } as const satisfies OptionTable;
 

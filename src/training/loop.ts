@@ -1,6 +1,7 @@
 // The training loop: length-bucketed mini-batches of pairs in a seeded order, one step-graph run
 // per batch, validation every N steps (pairwise accuracy, reward mean/std), the best weights kept,
-// checkpoints that resume the same trajectory, a progress line on a TTY and a JSONL metrics log.
+// checkpoints that resume the same trajectory, progress reports for a display (the CLI's bar)
+// and a JSONL metrics log.
 //
 // Resume is exact because everything that decides the next step is either in the checkpoint
 // (float32 parameters and moments, stored bit-for-bit; the step) or a pure function of the seed
@@ -78,11 +79,31 @@ export interface LoopOptions {
   stopAfter?: number;
   /** stop after the current step, write last.safetensors and return (Ctrl-C in the CLI) */
   signal?: AbortSignal;
-  /** draw a progress line on stderr (default: when stderr is a TTY) */
-  progress?: boolean;
+  /** told after every step; `rmserve train` draws its progress bar from it (src/commands/progress.ts). Default: none */
+  progress?: LoopProgress | false;
   /** ORT session options for the step and evaluation graphs (threads, execution providers) */
   session?: ort.InferenceSession.SessionOptions;
   log?: (line: string) => void;
+}
+
+/** Where a run is after a step: what a progress display shows. */
+export interface StepProgress {
+  /** steps done, those of the run a resumed one continues included */
+  step: number;
+  /** the step this run ends at (`steps`, or `stopAfter`) */
+  stopAt: number;
+  /** the step this run started from (0, or the resumed checkpoint's) */
+  firstStep: number;
+  /** the training loss, smoothed (EMA, 0.9) */
+  loss: number;
+  lr: number;
+  /** real tokens per second over this run's steps */
+  tokensPerSecond: number;
+}
+
+/** A progress display. The loop only reports; drawing it (and clearing it for log lines) is the caller's. */
+export interface LoopProgress {
+  step(progress: StepProgress): void;
 }
 
 export interface StepRecord {
@@ -403,7 +424,8 @@ async function runLoop(options: LoopOptions, data: { train: TrainExample[]; vali
   let runTokens = 0;
   let runSeconds = 0;
   const stopAt = Math.min(steps, options.stopAfter ?? steps);
-  const showProgress = options.progress ?? process.stderr.isTTY === true;
+  const progress = options.progress === false ? undefined : options.progress;
+  const firstStep = state.step;
   let emaLoss: number | undefined;
 
   const runEval = async (): Promise<void> => {
@@ -418,7 +440,6 @@ async function runLoop(options: LoopOptions, data: { train: TrainExample[]; vali
       best = new Map(state.params);
       saveCheckpoint(bestPath, { params: toParams(state.params), step: state.step, state: { validation: metrics } });
     }
-    if (showProgress) process.stderr.write('\r\x1b[K');
     log(`step ${state.step}: validation accuracy ${metrics.accuracy.toFixed(4)} loss ${metrics.loss.toFixed(4)} reward mean ${metrics.reward_mean.toFixed(3)} std ${metrics.reward_std.toFixed(3)}`);
   };
 
@@ -450,17 +471,12 @@ async function runLoop(options: LoopOptions, data: { train: TrainExample[]; vali
     stepRecords.push(rec);
     record(rec);
     emaLoss = emaLoss === undefined ? result.loss : 0.9 * emaLoss + 0.1 * result.loss;
-    if (showProgress) {
-      const eta = ((stopAt - state.step) * runSeconds) / Math.max(1, stepRecords.length);
-      process.stderr.write(`\r\x1b[Kstep ${state.step}/${steps} loss ${emaLoss.toFixed(4)} lr ${result.lr.toExponential(2)} ` +
-        `${Math.round(runTokens / runSeconds)} tok/s eta ${Math.round(eta)}s`);
-    }
+    progress?.step({ step: state.step, stopAt, firstStep, loss: emaLoss, lr: result.lr, tokensPerSecond: runTokens / runSeconds });
     if (options.evalEvery > 0 && state.step % options.evalEvery === 0 && state.step < stopAt) {
       await runEval();
       saveLast();
     }
   }
-  if (showProgress) process.stderr.write('\r\x1b[K');
   const interrupted = state.step < stopAt;
   if (!interrupted && evalRecords.at(-1)?.step !== state.step) await runEval();
   saveLast();

@@ -19,7 +19,7 @@ import { quantile } from '../transforms/quantile.js';
 import { TRAINER_SPLIT, evaluateFiles, type EvalResult } from '../eval/index.js';
 import { writeTrainingReport } from '../eval/report/index.js';
 import type { ReferenceStatistics } from '../model/manifest.js';
-import { trainLoop, type LoopResult, type TrainExample } from './loop.js';
+import { trainLoop, type LoopProgress, type LoopResult, type TrainExample } from './loop.js';
 import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type ModelWeights, type RewardModelConfig } from './model.js';
 import { pretrainedStart, readFolderTokenizer, withCheckpointTokenizer, type PretrainedStart } from './hf-checkpoint.js';
 import { splitByPrompt } from './split.js';
@@ -33,8 +33,8 @@ export { defaultCheckpointDir } from '../config/train.js';
 export interface TrainRunOptions extends TrainInput {
   /** stop after this step as if interrupted (checkpoint written, nothing exported) */
   stopAfter?: number;
-  /** draw the progress line; default: when stderr is a TTY */
-  progress?: boolean;
+  /** told after every training step (trainLoop's `progress`); default: none */
+  progress?: LoopProgress | false;
   /** stop early (after the current step), checkpoint and skip the export */
   signal?: AbortSignal;
   /** the command line, for provenance */
