@@ -287,14 +287,77 @@ function metricsUpTo(path: string, step: number): { text: string; evalAtStep: bo
   return { text: kept.map((line) => line + '\n').join(''), evalAtStep };
 }
 
-interface ResumeState {
+/** The pairs the loop trains on, and those it validates on (none: no validation, the last weights are kept). */
+export interface LoopData {
+  train: TrainExample[];
+  validation: TrainExample[];
+}
+
+type Log = (line: string) => void;
+
+/** The best validation so far: what last.safetensors records, and what a resumed run starts from. */
+interface BestSoFar {
   bestStep: number;
+  /** null until a validation has run */
   bestAccuracy: number | null;
   bestValidation: PairMetrics | null;
 }
 
+/** Where a run starts: step 0 with the initial weights, or a checkpoint's step, weights, moments and best so far. */
+interface LoopStart {
+  train: TrainState;
+  best: BestSoFar;
+  /** the best weights, when a resumed run's best.safetensors is the step its checkpoint names */
+  bestParams: ParamTensors | undefined;
+  /**
+   * the step whose evaluation the kept metrics log already holds: a run resumed from its final
+   * checkpoint evaluates that step again for its result, and does not log it twice
+   */
+  loggedEvalStep: number | undefined;
+}
+
+/** What stays fixed through a run: its options and data, the graphs, the paths and the schedule's bounds. */
+interface LoopContext {
+  options: LoopOptions;
+  data: LoopData;
+  padId: number;
+  log: Log;
+  /** loopSettings(options): stored in every last.safetensors for the resume check */
+  settings: Record<string, unknown>;
+  lastPath: string;
+  bestPath: string;
+  trainStep: TrainStep;
+  /** the validation forward graph; undefined without validation pairs */
+  forward: RewardForward | undefined;
+  needs: LossNeeds;
+  /** per training pair, its longer row: what the batches are bucketed by */
+  lengths: number[];
+  /** batches per epoch */
+  perEpoch: number;
+  /** the step this run ends at (`steps`, or `stopAfter`) */
+  stopAt: number;
+  /** the step this run started from */
+  firstStep: number;
+  progress: LoopProgress | undefined;
+}
+
+/** What the loop changes from step to step. */
+interface LoopState extends LoopStart {
+  /** the epoch whose batch order `batches` holds (-1 before the first step) */
+  epoch: number;
+  batches: number[][];
+  lastValidation: PairMetrics | undefined;
+  steps: StepRecord[];
+  evals: EvalRecord[];
+  /** real tokens and step seconds of this run, for tokens per second */
+  runTokens: number;
+  runSeconds: number;
+  /** the smoothed loss the progress display shows */
+  emaLoss: number | undefined;
+}
+
 /**
- * Trains, validates and checkpoints (runLoop), stopping after the current step, with
+ * Trains, validates and checkpoints (runSteps), stopping after the current step, with
  * last.safetensors written, on `options.signal` or on SIGTERM. A scheduler stops a job with
  * SIGTERM (Kubernetes, Slurm, systemd; SIGKILL follows after a grace period): treated like the
  * CLI's first Ctrl-C, the job then resumes from the step it reached rather than from its last
@@ -302,8 +365,19 @@ interface ResumeState {
  * written by rename, so the previous one stays whole). The listener lives only as long as the
  * loop: before and after it, SIGTERM keeps Node's default (exit), as there is nothing to save.
  */
-export async function trainLoop(options: LoopOptions, data: { train: TrainExample[]; validation: TrainExample[] }, init: ModelWeights, padId: number): Promise<LoopResult> {
+export async function trainLoop(options: LoopOptions, data: LoopData, init: ModelWeights, padId: number): Promise<LoopResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const sigterm = stopOnSigterm(log);
+  try {
+    const signal = options.signal ? AbortSignal.any([options.signal, sigterm.signal]) : sigterm.signal;
+    return await runSteps({ ...options, signal }, data, init, padId);
+  } finally {
+    sigterm.remove();
+  }
+}
+
+/** A signal the first SIGTERM aborts (a second exits with 143), and remove() to give SIGTERM back to Node. */
+function stopOnSigterm(log: Log): { signal: AbortSignal; remove(): void } {
   const sigterm = new AbortController();
   const onSigterm = (): void => {
     if (sigterm.signal.aborted) process.exit(143);
@@ -311,190 +385,251 @@ export async function trainLoop(options: LoopOptions, data: { train: TrainExampl
     sigterm.abort();
   };
   process.on('SIGTERM', onSigterm);
-  try {
-    const signal = options.signal ? AbortSignal.any([options.signal, sigterm.signal]) : sigterm.signal;
-    return await runLoop({ ...options, signal }, data, init, padId);
-  } finally {
-    process.off('SIGTERM', onSigterm);
-  }
+  return { signal: sigterm.signal, remove: () => process.off('SIGTERM', onSigterm) };
 }
 
-async function runLoop(options: LoopOptions, data: { train: TrainExample[]; validation: TrainExample[] }, init: ModelWeights, padId: number): Promise<LoopResult> {
-  const { model, steps } = options;
+/**
+ * Start (or resume), then steps until `stopAt` or the signal, validating and checkpointing every
+ * --eval-every steps; at the end a last validation (unless that step has one) and last.safetensors.
+ */
+async function runSteps(options: LoopOptions, data: LoopData, init: ModelWeights, padId: number): Promise<LoopResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   if (data.train.length === 0) throw new Error('no training pairs');
   mkdirSync(options.checkpointDir, { recursive: true });
   const settings = loopSettings(options);
-  const lastPath = join(options.checkpointDir, 'last.safetensors');
-  const bestPath = join(options.checkpointDir, 'best.safetensors');
+  const start = options.resume ? resumeStart(options, options.resume, settings, log) : freshStart(options, init);
+  const ctx = await loopContext(options, data, padId, settings, start.train.step, log);
+  const state: LoopState = {
+    ...start, epoch: -1, batches: [], lastValidation: undefined, steps: [], evals: [], runTokens: 0, runSeconds: 0, emaLoss: undefined,
+  };
 
-  let state: TrainState;
-  let resume: ResumeState = { bestStep: 0, bestAccuracy: null, bestValidation: null };
-  let best: ParamTensors | undefined;
-  // A run resumed from its final checkpoint evaluates that step again for its result; the log has it.
-  let evalLoggedAt: number | undefined;
-  if (options.resume) {
-    const ckpt = loadCheckpoint(options.resume);
-    if (!ckpt.adam) throw new Error(`${options.resume} holds weights only; resuming needs the optimizer moments`);
-    const saved = (ckpt.state.settings as Record<string, unknown> | undefined) ?? legacySettings(ckpt.state);
-    const differ = settingsMismatch(saved, settings);
-    if (differ.length > 0) {
-      throw new Error(`--resume ${options.resume}: the checkpoint was written with ${differ.join(', ')}; resume with the options of the run it continues, or start a new run without --resume`);
+  while (state.train.step < ctx.stopAt && options.signal?.aborted !== true) {
+    await runOneStep(ctx, state);
+    const step = state.train.step;
+    // The final step's validation and checkpoint come after the loop, also when it is a multiple of --eval-every.
+    if (options.evalEvery > 0 && step % options.evalEvery === 0 && step < ctx.stopAt) {
+      await validateAndTrackBest(ctx, state);
+      saveLast(ctx, state);
     }
-    const params = fromParams(model, ckpt.params, options.resume);
-    state = { params, m: fromParams(model, ckpt.adam.m, options.resume), v: fromParams(model, ckpt.adam.v, options.resume), step: ckpt.step };
-    resume = {
-      bestStep: Number(ckpt.state.bestStep ?? 0),
-      bestAccuracy: (ckpt.state.bestAccuracy as number | null) ?? null,
-      bestValidation: (ckpt.state.bestValidation as PairMetrics | null) ?? null,
-    };
-    const bestFile = join(dirname(options.resume), 'best.safetensors');
-    if (resume.bestAccuracy !== null && existsSync(bestFile)) {
-      // best.safetensors is written just before last.safetensors: after a kill between the two it
-      // holds a later step than this checkpoint knows of, which the resumed run reaches again.
-      const saved = loadCheckpoint(bestFile);
-      if (saved.step === resume.bestStep) best = fromParams(model, saved.params, bestFile);
-    }
-    if (options.metricsPath) {
-      const kept = metricsUpTo(options.resumeMetricsPath ?? options.metricsPath, state.step);
-      if (kept.evalAtStep) evalLoggedAt = state.step;
-      mkdirSync(dirname(options.metricsPath), { recursive: true });
-      writeFileSync(`${options.metricsPath}.tmp`, kept.text);
-      renameSync(`${options.metricsPath}.tmp`, options.metricsPath);
-    }
-    log(`resumed from ${options.resume} at step ${state.step}`);
-  } else {
-    if (options.metricsPath) {
-      mkdirSync(dirname(options.metricsPath), { recursive: true });
-      writeFileSync(options.metricsPath, '');
-    }
-    const params = weightsToTensors(model, init);
-    state = { params, m: zeroMoments(params), v: zeroMoments(params), step: 0 };
   }
+  const interrupted = state.train.step < ctx.stopAt;
+  if (!interrupted && state.evals.at(-1)?.step !== state.train.step) await validateAndTrackBest(ctx, state);
+  saveLast(ctx, state);
+  if (interrupted) log(`interrupted at step ${state.train.step}; continue with --resume ${ctx.lastPath}`);
 
+  await ctx.trainStep.release();
+  await ctx.forward?.release();
+  return loopResult(ctx, state, interrupted);
+}
+
+/** Step 0: the initial weights, zero moments, no best yet, an empty metrics log. */
+function freshStart(options: LoopOptions, init: ModelWeights): LoopStart {
+  startMetricsLog(options, undefined);
+  const params = weightsToTensors(options.model, init);
+  return {
+    train: { params, m: zeroMoments(params), v: zeroMoments(params), step: 0 },
+    best: { bestStep: 0, bestAccuracy: null, bestValidation: null },
+    bestParams: undefined,
+    loggedEvalStep: undefined,
+  };
+}
+
+/**
+ * The checkpoint's step, weights, moments and best so far, refused when it was written with
+ * other settings; the metrics log cut back to the checkpoint's step.
+ */
+function resumeStart(options: LoopOptions, path: string, settings: Record<string, unknown>, log: Log): LoopStart {
+  const { model } = options;
+  const ckpt = loadCheckpoint(path);
+  if (!ckpt.adam) throw new Error(`${path} holds weights only; resuming needs the optimizer moments`);
+  const saved = (ckpt.state.settings as Record<string, unknown> | undefined) ?? legacySettings(ckpt.state);
+  const differ = settingsMismatch(saved, settings);
+  if (differ.length > 0) {
+    throw new Error(`--resume ${path}: the checkpoint was written with ${differ.join(', ')}; resume with the options of the run it continues, or start a new run without --resume`);
+  }
+  const train: TrainState = {
+    params: fromParams(model, ckpt.params, path), m: fromParams(model, ckpt.adam.m, path), v: fromParams(model, ckpt.adam.v, path), step: ckpt.step,
+  };
+  const best: BestSoFar = {
+    bestStep: Number(ckpt.state.bestStep ?? 0),
+    bestAccuracy: (ckpt.state.bestAccuracy as number | null) ?? null,
+    bestValidation: (ckpt.state.bestValidation as PairMetrics | null) ?? null,
+  };
+  let bestParams: ParamTensors | undefined;
+  const bestFile = join(dirname(path), 'best.safetensors');
+  if (best.bestAccuracy !== null && existsSync(bestFile)) {
+    // best.safetensors is written just before last.safetensors: after a kill between the two it
+    // holds a later step than this checkpoint knows of, which the resumed run reaches again.
+    const savedBest = loadCheckpoint(bestFile);
+    if (savedBest.step === best.bestStep) bestParams = fromParams(model, savedBest.params, bestFile);
+  }
+  const evalLogged = startMetricsLog(options, train.step);
+  log(`resumed from ${path} at step ${train.step}`);
+  return { train, best, bestParams, loggedEvalStep: evalLogged ? train.step : undefined };
+}
+
+/**
+ * Starts the metrics log: empty for a fresh run; for a run resumed at `resumeStep`, the continued
+ * run's lines up to that step. Returns whether those include that step's evaluation.
+ */
+function startMetricsLog(options: LoopOptions, resumeStep: number | undefined): boolean {
+  const path = options.metricsPath;
+  if (!path) return false;
+  mkdirSync(dirname(path), { recursive: true });
+  if (resumeStep === undefined) {
+    writeFileSync(path, '');
+    return false;
+  }
+  const kept = metricsUpTo(options.resumeMetricsPath ?? path, resumeStep);
+  writeFileSync(`${path}.tmp`, kept.text);
+  renameSync(`${path}.tmp`, path);
+  return kept.evalAtStep;
+}
+
+/** The step graph (with the LR schedule), the validation graph, and the run's fixed quantities. */
+async function loopContext(
+  options: LoopOptions, data: LoopData, padId: number, settings: Record<string, unknown>, firstStep: number, log: Log,
+): Promise<LoopContext> {
+  const { model, steps, optimizer } = options;
   const schedule: LrSchedule = {
-    peakLr: options.optimizer.lr,
-    warmupSteps: options.optimizer.warmup,
+    peakLr: optimizer.lr,
+    warmupSteps: optimizer.warmup,
     totalSteps: steps,
-    minLr: options.optimizer.lr * options.optimizer.minLrRatio,
+    minLr: optimizer.lr * optimizer.minLrRatio,
   };
   const trainStep = await TrainStep.create({
     config: model,
     loss: options.loss,
     headDropout: (options.headDropout ?? 0) > 0,
     optimizer: {
-      beta1: options.optimizer.beta1, beta2: options.optimizer.beta2, eps: options.optimizer.eps,
-      weightDecay: options.optimizer.weightDecay, maxGradNorm: options.optimizer.clip,
+      beta1: optimizer.beta1, beta2: optimizer.beta2, eps: optimizer.eps,
+      weightDecay: optimizer.weightDecay, maxGradNorm: optimizer.clip,
     },
     schedule,
   }, options.session);
   const forward = data.validation.length > 0 ? await RewardForward.create(model, options.session) : undefined;
-
-  const record = (obj: StepRecord | EvalRecord): void => {
-    if (options.metricsPath) appendFileSync(options.metricsPath, JSON.stringify(obj) + '\n');
-  };
-  const evaluate = async (): Promise<PairMetrics | undefined> => {
-    if (!forward) return undefined;
-    const scored = await scorePairs(forward, state.params, data.validation, padId);
-    const chosen = scored.chosen.map((r, i) => r.subarray((data.validation[i] as TrainExample).objective));
-    const rejected = scored.rejected.map((r, i) => r.subarray((data.validation[i] as TrainExample).objective));
-    return pairMetrics(chosen, rejected);
-  };
-  // saveCheckpoint writes a temporary file and renames it, so a kill leaves the previous checkpoint.
-  const saveLast = (): void => {
-    saveCheckpoint(lastPath, {
-      params: toParams(state.params),
-      adam: { m: toParams(state.m), v: toParams(state.v) },
-      step: state.step,
-      state: {
-        bestStep: resume.bestStep, bestAccuracy: resume.bestAccuracy, bestValidation: resume.bestValidation,
-        seed: options.seed, steps, batchSize: options.batchSize, model, settings,
-      },
-    });
-  };
-
-  const needs = lossNeeds(options.loss);
-  const lengths = data.train.map((e) => Math.max(e.chosen.length, e.rejected.length));
-  const perEpoch = Math.ceil(data.train.length / options.batchSize);
-  let epoch = -1;
-  let batches: number[][] = [];
-  const stepRecords: StepRecord[] = [];
-  const evalRecords: EvalRecord[] = [];
-  let lastValidation: PairMetrics | undefined;
-  let runTokens = 0;
-  let runSeconds = 0;
-  const stopAt = Math.min(steps, options.stopAfter ?? steps);
-  const progress = options.progress === false ? undefined : options.progress;
-  const firstStep = state.step;
-  let emaLoss: number | undefined;
-
-  const runEval = async (): Promise<void> => {
-    const metrics = await evaluate();
-    if (metrics === undefined) return;
-    lastValidation = metrics;
-    const rec: EvalRecord = { kind: 'eval', split: 'validation', step: state.step, ...metrics };
-    evalRecords.push(rec);
-    if (rec.step !== evalLoggedAt) record(rec);
-    if (resume.bestAccuracy === null || metrics.accuracy > resume.bestAccuracy) {
-      resume = { bestStep: state.step, bestAccuracy: metrics.accuracy, bestValidation: metrics };
-      best = new Map(state.params);
-      saveCheckpoint(bestPath, { params: toParams(state.params), step: state.step, state: { validation: metrics } });
-    }
-    log(`step ${state.step}: validation accuracy ${metrics.accuracy.toFixed(4)} loss ${metrics.loss.toFixed(4)} reward mean ${metrics.reward_mean.toFixed(3)} std ${metrics.reward_std.toFixed(3)}`);
-  };
-
-  while (state.step < stopAt && options.signal?.aborted !== true) {
-    const e = Math.floor(state.step / perEpoch);
-    if (e !== epoch) {
-      epoch = e;
-      batches = epochBatches(lengths, options.batchSize, options.seed, epoch);
-    }
-    const examples = (batches[state.step % perEpoch] as number[]).map((i) => data.train[i] as TrainExample);
-    const batch = makeStepBatch(examples, model.numObjectives, padId, needs);
-    const p = options.headDropout ?? 0;
-    if (p > 0) {
-      const rows = 2 * examples.length;
-      batch.headMask = new ort.Tensor('float32', dropoutMask(rows, model.dModel, p, options.seed, state.step), [rows, model.dModel]);
-    }
-    const t0 = performance.now();
-    const result = await trainStep.run(state, batch);
-    const seconds = (performance.now() - t0) / 1000;
-    runTokens += batch.tokens;
-    runSeconds += seconds;
-    let correct = 0;
-    for (let i = 0; i < examples.length; i++) correct += (result.chosen[i] as number) > (result.rejected[i] as number) ? 1 : 0;
-    const rec: StepRecord = {
-      kind: 'train', split: 'train', step: state.step, loss: result.loss, accuracy: correct / examples.length, grad_norm: result.gradNorm,
-      lr: result.lr, pairs: examples.length, tokens: batch.tokens, padded_tokens: batch.paddedTokens, seconds, terms: result.terms,
-    };
-    if (!Number.isFinite(result.loss)) throw new Error(`loss is ${result.loss} at step ${state.step}; lower --lr or enable --clip`);
-    stepRecords.push(rec);
-    record(rec);
-    emaLoss = emaLoss === undefined ? result.loss : 0.9 * emaLoss + 0.1 * result.loss;
-    progress?.step({ step: state.step, stopAt, firstStep, loss: emaLoss, lr: result.lr, tokensPerSecond: runTokens / runSeconds });
-    if (options.evalEvery > 0 && state.step % options.evalEvery === 0 && state.step < stopAt) {
-      await runEval();
-      saveLast();
-    }
-  }
-  const interrupted = state.step < stopAt;
-  if (!interrupted && evalRecords.at(-1)?.step !== state.step) await runEval();
-  saveLast();
-  if (interrupted) log(`interrupted at step ${state.step}; continue with --resume ${lastPath}`);
-
-  await trainStep.release();
-  await forward?.release();
-  const last = tensorsToWeights(state.params);
   return {
-    best: best ? tensorsToWeights(best) : last,
-    bestStep: best ? resume.bestStep : state.step,
-    bestValidation: best ? resume.bestValidation ?? undefined : lastValidation,
+    options, data, padId, log, settings,
+    lastPath: join(options.checkpointDir, 'last.safetensors'),
+    bestPath: join(options.checkpointDir, 'best.safetensors'),
+    trainStep, forward,
+    needs: lossNeeds(options.loss),
+    lengths: data.train.map((e) => Math.max(e.chosen.length, e.rejected.length)),
+    perEpoch: Math.ceil(data.train.length / options.batchSize),
+    stopAt: Math.min(steps, options.stopAfter ?? steps),
+    firstStep,
+    progress: options.progress === false ? undefined : options.progress,
+  };
+}
+
+/** One optimizer step on the next batch: run the step graph, log the step, tell the progress display. */
+async function runOneStep(ctx: LoopContext, state: LoopState): Promise<void> {
+  const examples = nextBatchExamples(ctx, state);
+  const batch = stepBatch(ctx, examples, state.train.step);
+  const t0 = performance.now();
+  const result = await ctx.trainStep.run(state.train, batch);
+  const seconds = (performance.now() - t0) / 1000;
+  state.runTokens += batch.tokens;
+  state.runSeconds += seconds;
+  let correct = 0;
+  for (let i = 0; i < examples.length; i++) correct += (result.chosen[i] as number) > (result.rejected[i] as number) ? 1 : 0;
+  const rec: StepRecord = {
+    kind: 'train', split: 'train', step: state.train.step, loss: result.loss, accuracy: correct / examples.length, grad_norm: result.gradNorm,
+    lr: result.lr, pairs: examples.length, tokens: batch.tokens, padded_tokens: batch.paddedTokens, seconds, terms: result.terms,
+  };
+  if (!Number.isFinite(result.loss)) throw new Error(`loss is ${result.loss} at step ${state.train.step}; lower --lr or enable --clip`);
+  state.steps.push(rec);
+  appendRecord(ctx, rec);
+  state.emaLoss = state.emaLoss === undefined ? result.loss : 0.9 * state.emaLoss + 0.1 * result.loss;
+  ctx.progress?.step({
+    step: state.train.step, stopAt: ctx.stopAt, firstStep: ctx.firstStep, loss: state.emaLoss, lr: result.lr, tokensPerSecond: state.runTokens / state.runSeconds,
+  });
+}
+
+/** The training pairs of the batch the current step takes (the epoch's order drawn when a new epoch begins). */
+function nextBatchExamples(ctx: LoopContext, state: LoopState): TrainExample[] {
+  const epoch = Math.floor(state.train.step / ctx.perEpoch);
+  if (epoch !== state.epoch) {
+    state.epoch = epoch;
+    state.batches = epochBatches(ctx.lengths, ctx.options.batchSize, ctx.options.seed, epoch);
+  }
+  return (state.batches[state.train.step % ctx.perEpoch] as number[]).map((i) => ctx.data.train[i] as TrainExample);
+}
+
+/** The step graph's inputs for these pairs, with the head-dropout mask of this step when --head-dropout is on. */
+function stepBatch(ctx: LoopContext, examples: readonly TrainExample[], step: number): ReturnType<typeof makeStepBatch> {
+  const { model, headDropout = 0, seed } = ctx.options;
+  const batch = makeStepBatch(examples, model.numObjectives, ctx.padId, ctx.needs);
+  if (headDropout > 0) {
+    const rows = 2 * examples.length;
+    batch.headMask = new ort.Tensor('float32', dropoutMask(rows, model.dModel, headDropout, seed, step), [rows, model.dModel]);
+  }
+  return batch;
+}
+
+/**
+ * Validates the current weights (nothing without validation pairs), logs the result, and keeps
+ * the weights (in memory and best.safetensors) when their accuracy beats the best so far.
+ */
+async function validateAndTrackBest(ctx: LoopContext, state: LoopState): Promise<void> {
+  const metrics = await validate(ctx, state.train.params);
+  if (metrics === undefined) return;
+  const step = state.train.step;
+  state.lastValidation = metrics;
+  const rec: EvalRecord = { kind: 'eval', split: 'validation', step, ...metrics };
+  state.evals.push(rec);
+  if (rec.step !== state.loggedEvalStep) appendRecord(ctx, rec);
+  if (state.best.bestAccuracy === null || metrics.accuracy > state.best.bestAccuracy) {
+    state.best = { bestStep: step, bestAccuracy: metrics.accuracy, bestValidation: metrics };
+    state.bestParams = new Map(state.train.params);
+    saveCheckpoint(ctx.bestPath, { params: toParams(state.train.params), step, state: { validation: metrics } });
+  }
+  ctx.log(`step ${step}: validation accuracy ${metrics.accuracy.toFixed(4)} loss ${metrics.loss.toFixed(4)} reward mean ${metrics.reward_mean.toFixed(3)} std ${metrics.reward_std.toFixed(3)}`);
+}
+
+/** Pairwise metrics of `params` on the validation pairs, each pair in its own objective's column. */
+async function validate(ctx: LoopContext, params: ParamTensors): Promise<PairMetrics | undefined> {
+  if (!ctx.forward) return undefined;
+  const { validation } = ctx.data;
+  const scored = await scorePairs(ctx.forward, params, validation, ctx.padId);
+  const chosen = scored.chosen.map((r, i) => r.subarray((validation[i] as TrainExample).objective));
+  const rejected = scored.rejected.map((r, i) => r.subarray((validation[i] as TrainExample).objective));
+  return pairMetrics(chosen, rejected);
+}
+
+/** Writes last.safetensors: weights, moments, step, the best so far and the settings a resume is checked against. */
+function saveLast(ctx: LoopContext, state: LoopState): void {
+  const { options } = ctx;
+  // saveCheckpoint writes a temporary file and renames it, so a kill leaves the previous checkpoint.
+  saveCheckpoint(ctx.lastPath, {
+    params: toParams(state.train.params),
+    adam: { m: toParams(state.train.m), v: toParams(state.train.v) },
+    step: state.train.step,
+    state: {
+      ...state.best,
+      seed: options.seed, steps: options.steps, batchSize: options.batchSize, model: options.model, settings: ctx.settings,
+    },
+  });
+}
+
+function appendRecord(ctx: LoopContext, record: StepRecord | EvalRecord): void {
+  if (ctx.options.metricsPath) appendFileSync(ctx.options.metricsPath, JSON.stringify(record) + '\n');
+}
+
+/** The kept weights (the best validation's; the last without one in this run or the resumed one) and the run's records. */
+function loopResult(ctx: LoopContext, state: LoopState, interrupted: boolean): LoopResult {
+  const last = tensorsToWeights(state.train.params);
+  const { bestParams } = state;
+  return {
+    best: bestParams ? tensorsToWeights(bestParams) : last,
+    bestStep: bestParams ? state.best.bestStep : state.train.step,
+    bestValidation: bestParams ? state.best.bestValidation ?? undefined : state.lastValidation,
     last,
-    lastValidation,
-    steps: stepRecords,
-    evals: evalRecords,
-    tokensPerSecond: runSeconds > 0 ? runTokens / runSeconds : 0,
+    lastValidation: state.lastValidation,
+    steps: state.steps,
+    evals: state.evals,
+    tokensPerSecond: state.runSeconds > 0 ? state.runTokens / state.runSeconds : 0,
     interrupted,
-    checkpoint: lastPath,
+    checkpoint: ctx.lastPath,
   };
 }

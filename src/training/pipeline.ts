@@ -2,7 +2,10 @@
 // user's or one trained on the training split), encode with the server's formatter/tokenizer,
 // train, evaluate the kept weights on validation and test beside the length and bag-of-words
 // baselines, and export the model folder with its metrics and provenance.
-import { copyFileSync, existsSync, rmSync } from 'node:fs';
+//
+// runTraining reads as that list: each step below is one function with typed inputs and outputs,
+// in the order the run calls them.
+import { copyFileSync, existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { executionProviders } from '../model/onnx-session.js';
@@ -21,8 +24,8 @@ import { writeTrainingReport } from '../eval/report/index.js';
 import type { ReferenceStatistics } from '../model/manifest.js';
 import { trainLoop, type LoopProgress, type LoopResult, type TrainExample } from './loop.js';
 import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type ModelWeights, type RewardModelConfig } from './model.js';
-import { pretrainedStart, readFolderTokenizer, withCheckpointTokenizer, type PretrainedStart } from './hf-checkpoint.js';
-import { splitByPrompt } from './split.js';
+import { pretrainedStart, readFolderTokenizer, withCheckpointTokenizer } from './hf-checkpoint.js';
+import { splitByPrompt, type Splits } from './split.js';
 import { trainByteLevelBpe } from './tokenizer/index.js';
 import type { RmserveManifest } from '../model/manifest.js';
 import { DEFAULT_TRAIN_CONFIG, resolveTrainConfig, type ResolvedTrainConfig, type TrainInput } from '../config/train.js';
@@ -57,69 +60,226 @@ export interface TrainRunResult {
   test: PairMetrics | undefined;
 }
 
-function responseTexts(pairs: readonly PreferencePair[]): string[] {
-  return pairs.flatMap((p) => [...p.prompt.map((m) => m.content), p.chosen, p.rejected]);
+/** The run's whole config (every default filled in) and the caller's hooks: what the steps read. */
+type RunConfig = ResolvedTrainConfig & Omit<TrainRunOptions, keyof TrainInput>;
+
+type Log = (line: string) => void;
+
+/** Where a pair was read, for error messages that point at the line. */
+type PairOrigins = ReadonlyMap<PreferencePair, { path: string; line: number }>;
+
+/** One --data file as the manifest's provenance and the resume check record it. */
+interface DataFileProvenance {
+  path: string;
+  sha256: string;
+  pairs: number;
 }
+
+/** The --data files read: every pair, where each came from, and each file's provenance. */
+interface TrainingData {
+  pairs: PreferencePair[];
+  origin: PairOrigins;
+  provenance: DataFileProvenance[];
+}
+
+/** The tokenizer files the run encodes with and exports, and the sha256 of --tokenizer when one was given. */
+interface RunTokenizer {
+  files: TokenizerFiles;
+  sha256: string | undefined;
+}
+
+/** The splits as the step and evaluation graphs take them. */
+type EncodedSplits = Splits<TrainExample>;
+
+/** The model's shape and its initial weights (the seed's or --init-from's). */
+interface InitialModel {
+  config: RewardModelConfig;
+  init: ModelWeights;
+}
+
+/** The loop's result and what the export needs to know about how it ran. */
+interface TrainedModel {
+  loop: LoopResult;
+  /** wall time of the loop, for the manifest and the report */
+  seconds: number;
+  /** the run's metrics log (beside the checkpoints until the export copies it into the folder) */
+  metricsPath: string;
+}
+
+/** The kept weights on the test split, beside the baselines. */
+interface TestEvaluation {
+  metrics: PairMetrics;
+  /** per objective, when the model has more than one reward column */
+  byObjective: Record<string, PairMetrics> | undefined;
+  baselines: NonNullable<TrainingMetrics['baselines']>;
+}
+
+/** What evaluateSplits scores and with what. */
+interface EvaluationInput {
+  config: RewardModelConfig;
+  /** the kept weights */
+  weights: ModelWeights;
+  encoded: EncodedSplits;
+  /** the test split as read, for the length baseline (which counts the untruncated responses) */
+  testPairs: readonly PreferencePair[];
+  objectives: readonly string[];
+  encoder: PairEncoder;
+  /** the bag-of-words baseline's seed */
+  seed: number;
+  session: ort.InferenceSession.SessionOptions;
+}
+
+interface SplitEvaluation {
+  /** undefined when the test split is empty */
+  test: TestEvaluation | undefined;
+  /** LSC reference statistics; undefined when validation and test are both empty */
+  reference: Record<string, ReferenceStatistics> | undefined;
+}
+
+/**
+ * The manifest's `metrics`, in the order the keys are written. A type alias rather than an
+ * interface: modelFolderContents takes a Record<string, unknown>, which an interface (having no
+ * implicit index signature) would not satisfy.
+ */
+export type TrainingMetrics = {
+  test?: PairMetrics;
+  test_by_objective?: Record<string, PairMetrics>;
+  baselines?: { split: 'test'; length: number; bag_of_words: number };
+  /** the kept weights' validation metrics */
+  validation?: PairMetrics;
+  train: {
+    /** the last step this run took (0 when it took none: a resume from the final checkpoint) */
+    steps: number;
+    best_step: number;
+    /** undefined (so left out of the JSON) when this run took no step */
+    final_loss: number | undefined;
+    tokens_per_second: number;
+    seconds: number;
+  };
+  splits: { train: number; validation: number; test: number };
+};
 
 export async function runTraining(options: TrainRunOptions): Promise<TrainRunResult> {
   // --init-from brings its own tokenizer (and chat template) unless --tokenizer names another.
-  const o = withCheckpointTokenizer({ ...options, ...resolveTrainConfig(options) });
+  const o: RunConfig = withCheckpointTokenizer({ ...options, ...resolveTrainConfig(options) });
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   if (o.data.length === 0) throw new Error('give at least one --data file');
 
-  // ---- data
-  const all: PreferencePair[] = [];
+  const data = await readData(o.data, log);
+  const split = splitData(data.pairs, o, log);
+  const objectives = objectiveNames(data.pairs, o.objective);
+  const tokenizer = await prepareTokenizer(o, split.train, log);
+  const encoder = new PairEncoder(tokenizer.files, o.maxLength);
+  if (o.tokenizer) checkTexts(encoder, [...split.train, ...split.validation, ...split.test], data.origin, o.tokenizer);
+  const encoded = await encodeSplits(o, encoder, split, objectives, log);
+  const { config, init } = buildModel(o, encoder.vocabSize, objectives, log);
+  const session = sessionOptions(o);
+  // From the initial weights (the seed's, or --init-from's), also on --resume: the same references as the uninterrupted run.
+  if (lossNeeds(o.loss).reference) await addReferenceLogProbs(config, init, encoded.train, encoder.padId, session, log);
+  const trained = await runLoop(o, { config, init }, encoded, encoder.padId, session, runSettings(o, data.provenance, tokenizer.sha256, objectives), log);
+  if (trained.loop.interrupted) return { outDir: o.out, manifest: undefined, config, loop: trained.loop, test: undefined };
+
+  const evaluation = await evaluateSplits({
+    config, weights: trained.loop.best, encoded, testPairs: split.test, objectives, encoder, seed: o.seed, session,
+  }, log);
+  const metrics = trainingMetrics(evaluation.test, trained, encoded);
+  const manifest = await exportFolder(o, {
+    config, weights: trained.loop.best, tokenizer, objectives, reference: evaluation.reference, metrics, data: data.provenance, trained,
+  }, log);
+  return { outDir: o.out, manifest, config, loop: trained.loop, test: evaluation.test?.metrics };
+}
+
+// ---- data
+
+/** Reads every --data file, logging what each held and skipped. */
+async function readData(paths: readonly string[], log: Log): Promise<TrainingData> {
+  const pairs: PreferencePair[] = [];
   const origin = new Map<PreferencePair, { path: string; line: number }>();
-  const dataProvenance: { path: string; sha256: string; pairs: number }[] = [];
-  for (const path of o.data) {
+  const provenance: DataFileProvenance[] = [];
+  for (const path of paths) {
     const file = readPreferenceFileWithStats(path);
     log(formatReadStats(file.stats));
     if (Object.keys(file.droppedLines).length > 0) log(`${file.stats.source}: skipped ${formatDroppedLines(file)}`);
     file.pairs.forEach((p, i) => origin.set(p, { path, line: file.lines[i] as number }));
-    all.push(...file.pairs);
-    dataProvenance.push({ path, sha256: await sha256File(path), pairs: file.pairs.length });
+    pairs.push(...file.pairs);
+    provenance.push({ path, sha256: await sha256File(path), pairs: file.pairs.length });
   }
+  return { pairs, origin, provenance };
+}
+
+/** Splits by prompt and cuts the training split to --max-train-pairs; refuses a split with no training pairs. */
+function splitData(all: readonly PreferencePair[], o: Pick<RunConfig, 'split' | 'maxTrainPairs'>, log: Log): Splits<PreferencePair> {
   const split = splitByPrompt(all, o.split);
-  const trainPairs = o.maxTrainPairs > 0 ? split.train.slice(0, o.maxTrainPairs) : split.train;
-  log(`split by prompt: ${split.train.length} train (using ${trainPairs.length}), ${split.validation.length} validation, ${split.test.length} test pairs`);
-  if (trainPairs.length === 0) {
+  const train = o.maxTrainPairs > 0 ? split.train.slice(0, o.maxTrainPairs) : split.train;
+  log(`split by prompt: ${split.train.length} train (using ${train.length}), ${split.validation.length} validation, ${split.test.length} test pairs`);
+  if (train.length === 0) {
     const prompts = new Set(all.map((p) => promptKey(p.prompt))).size;
     throw new Error(`no training pairs: the split by prompt (--split ${o.split.train},${o.split.validation},${o.split.test}) puts all ${all.length} pairs ` +
       `(${prompts} distinct prompt${prompts > 1 ? 's' : ''}) in validation and test; give more data (more distinct prompts) or a larger train fraction`);
   }
-  const objectives = [...new Set(all.map((p) => p.objective ?? o.objective))].sort();
-  const tokenizerSha = o.tokenizer ? await sha256File(o.tokenizer) : undefined;
+  return { ...split, train };
+}
 
-  // ---- tokenizer
-  let tokenizer: TokenizerFiles;
+/** The reward columns, sorted: every objective the data names, and --objective for pairs that name none. */
+function objectiveNames(pairs: readonly PreferencePair[], objective: string): string[] {
+  return [...new Set(pairs.map((p) => p.objective ?? objective))].sort();
+}
+
+// ---- tokenizer and encoding
+
+function responseTexts(pairs: readonly PreferencePair[]): string[] {
+  return pairs.flatMap((p) => [...p.prompt.map((m) => m.content), p.chosen, p.rejected]);
+}
+
+/** --tokenizer's files, or a byte-level BPE trained on the training split. */
+async function prepareTokenizer(
+  o: Pick<RunConfig, 'tokenizer' | 'maxLength' | 'vocabSize'>, trainPairs: readonly PreferencePair[], log: Log,
+): Promise<RunTokenizer> {
   if (o.tokenizer) {
-    tokenizer = readFolderTokenizer(o.tokenizer, o.maxLength);
-  } else {
-    const t0 = performance.now();
-    const bpe = trainByteLevelBpe(responseTexts(trainPairs), { vocabSize: o.vocabSize, modelMaxLength: o.maxLength });
-    const json = bpe.tokenizerJson as unknown as Record<string, unknown>;
-    tokenizer = { tokenizerJson: json, tokenizerConfig: completeTokenizerConfig(json, { ...bpe.tokenizerConfig }, o.maxLength) };
-    log(`trained a byte-level BPE tokenizer (${o.vocabSize} tokens) on the training split in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const sha256 = await sha256File(o.tokenizer);
+    return { files: readFolderTokenizer(o.tokenizer, o.maxLength), sha256 };
   }
-  const encoder = new PairEncoder(tokenizer, o.maxLength);
-  if (o.tokenizer) checkTexts(encoder, [...trainPairs, ...split.validation, ...split.test], origin, o.tokenizer);
+  const t0 = performance.now();
+  const bpe = trainByteLevelBpe(responseTexts(trainPairs), { vocabSize: o.vocabSize, modelMaxLength: o.maxLength });
+  const json = bpe.tokenizerJson as unknown as Record<string, unknown>;
+  const files = { tokenizerJson: json, tokenizerConfig: completeTokenizerConfig(json, { ...bpe.tokenizerConfig }, o.maxLength) };
+  log(`trained a byte-level BPE tokenizer (${o.vocabSize} tokens) on the training split in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  return { files, sha256: undefined };
+}
+
+/**
+ * Every split as token ids with its margin and reward column; the training pairs also get what
+ * the loss reads beyond them (response starts for log-probs, PCRM's δ*).
+ */
+async function encodeSplits(
+  o: RunConfig, encoder: PairEncoder, split: Splits<PreferencePair>, objectives: readonly string[], log: Log,
+): Promise<EncodedSplits> {
   const needs = lossNeeds(o.loss);
   const encode = (pairs: readonly PreferencePair[], responseStart = false): TrainExample[] =>
     pairs.map((p) => ({ ...encoder.encode(p, { responseStart }), margin: p.margin ?? 0, objective: objectives.indexOf(p.objective ?? o.objective) }));
-  const train = encode(trainPairs, needs.logp);
-  if (needs.deltaStar) await addDeltaStar(o, trainPairs, train, encoder, log);
+  const train = encode(split.train, needs.logp);
+  if (needs.deltaStar) await addDeltaStar(o, split.train, train, encoder, log);
   const validation = encode(split.validation);
   const test = encode(split.test);
   const truncated = train.filter((e) => e.truncated).length;
   log(`encoded: ${train.reduce((n, e) => n + e.chosen.length + e.rejected.length, 0)} training tokens, ${truncated} of ${train.length} pairs truncated to ${o.maxLength}`);
+  return { train, validation, test };
+}
 
-  // ---- model
-  const pretrained: PretrainedStart | undefined = o.initFrom
-    ? pretrainedStart(o.initFrom, { vocabSize: encoder.vocabSize, maxLength: o.maxLength, needsLmHead: needs.logp, objectives, head: o.head, log })
+// ---- model and training
+
+/**
+ * The model's config and initial weights: from the seed, or from --init-from's checkpoint. A
+ * --resume run starts from these too (the loop then loads the checkpoint's weights over them);
+ * the reference log-probs are taken from them.
+ */
+function buildModel(o: RunConfig, vocabSize: number, objectives: readonly string[], log: Log): InitialModel {
+  const pretrained = o.initFrom
+    ? pretrainedStart(o.initFrom, { vocabSize, maxLength: o.maxLength, needsLmHead: lossNeeds(o.loss).logp, objectives, head: o.head, log })
     : undefined;
   const sizes = pretrained
     ? pretrained.sizes
-    : { vocabSize: encoder.vocabSize, dModel: o.dModel, nLayers: o.layers, nHeads: o.heads, dMlp: 4 * o.dModel };
+    : { vocabSize, dModel: o.dModel, nLayers: o.layers, nHeads: o.heads, dMlp: 4 * o.dModel };
   const config = defaultModelConfig({
     ...sizes, maxLength: o.maxLength, numObjectives: objectives.length, head: o.head, headHidden: o.headHidden,
   });
@@ -127,164 +287,232 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRes
   log(`model: ${parameterCount(config).toLocaleString('en')} parameters (d_model ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, vocab ${config.vocabSize}, K ${config.numObjectives})` +
     (pretrained ? `, initialised from ${o.initFrom}` : ''));
   const zeroHead = o.zeroHead;
-  const init: ModelWeights = pretrained ? initFromPretrained(config, pretrained.params, o.seed, { zeroHead }) : initWeights(config, o.seed, { zeroHead });
+  const init = pretrained ? initFromPretrained(config, pretrained.params, o.seed, { zeroHead }) : initWeights(config, o.seed, { zeroHead });
+  return { config, init };
+}
 
-  // ---- train
-  const session: ort.InferenceSession.SessionOptions = {
+/** ORT session options of every graph the run builds: --device and --threads. */
+function sessionOptions(o: Pick<RunConfig, 'device' | 'threads'>): ort.InferenceSession.SessionOptions {
+  return {
     executionProviders: executionProviders(o.device),
     ...(o.threads ? { intraOpNumThreads: o.threads } : {}),
   };
-  // From the initial weights (the seed's, or --init-from's), also on --resume: the same references as the uninterrupted run.
-  if (needs.reference) await addReferenceLogProbs(config, init, train, encoder.padId, session, log);
+}
+
+/**
+ * The pipeline's settings a --resume must share with the run it continues, keyed by the option
+ * that sets each (the loop adds the model's, the loss's and the optimizer's).
+ */
+function runSettings(
+  o: RunConfig, data: readonly DataFileProvenance[], tokenizerSha: string | undefined, objectives: readonly string[],
+): Record<string, unknown> {
+  return {
+    '--data': data.map((d) => `${basename(d.path)} (sha256 ${d.sha256.slice(0, 12)})`),
+    '--split': `${o.split.train},${o.split.validation},${o.split.test}`,
+    '--max-train-pairs': o.maxTrainPairs,
+    '--tokenizer': tokenizerSha === undefined ? 'none (a BPE trained on the training split)' : `sha256 ${tokenizerSha.slice(0, 12)}`,
+    '--vocab-size': o.tokenizer ? null : o.vocabSize,
+    '--init-from': o.initFrom ?? null,
+    'objective names (--objective, the data\'s objective fields)': objectives,
+  };
+}
+
+/** trainLoop from the initial weights (or --resume's checkpoint), timed, with its metrics log beside the checkpoints. */
+async function runLoop(
+  o: RunConfig, model: InitialModel, encoded: EncodedSplits, padId: number,
+  session: ort.InferenceSession.SessionOptions, settings: Record<string, unknown>, log: Log,
+): Promise<TrainedModel> {
   const t0 = performance.now();
   const checkpointDir = o.checkpointDir;
   // The log grows beside the checkpoints and goes into the model folder with the export: --out
   // holds the previous version untouched until the new one replaces it whole.
   const metricsPath = join(checkpointDir, 'train-metrics.jsonl');
   const loop = await trainLoop({
-    model: config, loss: o.loss, headDropout: o.headDropout, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
+    model: model.config, loss: o.loss, headDropout: o.headDropout, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
     evalEvery: o.evalEvery, seed: o.seed, checkpointDir,
     metricsPath, resume: o.resume, stopAfter: o.stopAfter,
     ...(o.resume ? { resumeMetricsPath: resumeMetrics(o.resume, o.out) } : {}),
-    settings: {
-      '--data': dataProvenance.map((d) => `${basename(d.path)} (sha256 ${d.sha256.slice(0, 12)})`),
-      '--split': `${o.split.train},${o.split.validation},${o.split.test}`,
-      '--max-train-pairs': o.maxTrainPairs,
-      '--tokenizer': tokenizerSha === undefined ? 'none (a BPE trained on the training split)' : `sha256 ${tokenizerSha.slice(0, 12)}`,
-      '--vocab-size': o.tokenizer ? null : o.vocabSize,
-      '--init-from': o.initFrom ?? null,
-      'objective names (--objective, the data\'s objective fields)': objectives,
-    },
+    settings,
     progress: o.progress, session, log, signal: o.signal,
-  }, { train, validation }, init, encoder.padId);
-  const trainSeconds = (performance.now() - t0) / 1000;
-  if (loop.interrupted) return { outDir: o.out, manifest: undefined, config, loop, test: undefined };
+  }, { train: encoded.train, validation: encoded.validation }, model.init, padId);
+  return { loop, seconds: (performance.now() - t0) / 1000, metricsPath };
+}
 
-  // ---- evaluate the kept weights on the test split, beside the baselines
-  let testMetrics: PairMetrics | undefined;
-  const metrics: Record<string, unknown> = {};
-  if (test.length > 0) {
-    const forward = await RewardForward.create(config, session);
-    const scored = await scorePairs(forward, weightsToTensors(config, loop.best), test, encoder.padId);
+// ---- evaluation of the kept weights
+
+/**
+ * The kept weights on the test split (beside the baselines) and the LSC reference statistics
+ * (from validation, or test when validation is empty), with one forward graph for both: when the
+ * reference split is the test split its rewards are the test evaluation's.
+ */
+async function evaluateSplits(input: EvaluationInput, log: Log): Promise<SplitEvaluation> {
+  const { config, encoded, encoder, objectives } = input;
+  const referenceSplit = encoded.validation.length > 0 ? { name: 'validation', pairs: encoded.validation } : { name: 'test', pairs: encoded.test };
+  if (encoded.test.length === 0 && referenceSplit.pairs.length === 0) return { test: undefined, reference: undefined };
+  const forward = await RewardForward.create(config, input.session);
+  try {
+    const params = weightsToTensors(config, input.weights);
+    const testScores = encoded.test.length > 0 ? await scorePairs(forward, params, encoded.test, encoder.padId) : undefined;
+    const test = testScores ? testEvaluation(input, testScores, log) : undefined;
+    const referenceScores = referenceSplit.name === 'test' && testScores ? testScores : await scorePairs(forward, params, referenceSplit.pairs, encoder.padId);
+    return { test, reference: referenceStatistics(objectives, referenceSplit.pairs, referenceScores, referenceSplit.name) };
+  } finally {
     await forward.release();
-    const chosen = scored.chosen.map((r, i) => r.subarray((test[i] as TrainExample).objective));
-    const rejected = scored.rejected.map((r, i) => r.subarray((test[i] as TrainExample).objective));
-    testMetrics = pairMetrics(chosen, rejected);
-    const bow = trainBagOfWords(train, { vocabSize: config.vocabSize, seed: o.seed });
-    metrics.test = testMetrics;
-    if (objectives.length > 1) {
-      metrics.test_by_objective = Object.fromEntries(objectives.map((name, k) => {
-        const idx = test.map((e, i) => (e.objective === k ? i : -1)).filter((i) => i >= 0);
-        return [name, pairMetrics(idx.map((i) => chosen[i] as Float32Array), idx.map((i) => rejected[i] as Float32Array))];
-      }));
-    }
-    // Length: the response alone, untruncated (after left truncation whole sequences tie at max_length).
-    const responseIds = (text: string): number[] => encoder.tokenizer.encode(text, { add_special_tokens: false }).ids;
-    const responses = split.test.map((p) => ({ chosen: responseIds(p.chosen), rejected: responseIds(p.rejected) }));
-    metrics.baselines = {
-      split: 'test',
-      length: lengthBaseline(responses).accuracy,
-      bag_of_words: pairwiseAccuracy((ids) => bow.score(ids), test).accuracy,
-    };
-    log(`test: accuracy ${testMetrics.accuracy.toFixed(4)} (length baseline ${(metrics.baselines as { length: number }).length.toFixed(4)}, ` +
-      `bag of words ${(metrics.baselines as { bag_of_words: number }).bag_of_words.toFixed(4)}) on ${test.length} pairs`);
   }
-  if (loop.bestValidation) metrics.validation = loop.bestValidation;
-  const lastStep = loop.steps.at(-1);
-  metrics.train = {
-    steps: lastStep ? lastStep.step : 0,
-    best_step: loop.bestStep,
-    final_loss: lastStep?.loss,
-    tokens_per_second: Math.round(loop.tokensPerSecond),
-    seconds: Math.round(trainSeconds),
+}
+
+/** Test metrics (overall and per objective) from the test rewards, the baselines on the same pairs, and the log line. */
+function testEvaluation(input: EvaluationInput, scored: { chosen: Float32Array[]; rejected: Float32Array[] }, log: Log): TestEvaluation {
+  const { encoded, objectives, encoder } = input;
+  const { test } = encoded;
+  // Each pair's reward is its own objective's column.
+  const chosen = scored.chosen.map((r, i) => r.subarray((test[i] as TrainExample).objective));
+  const rejected = scored.rejected.map((r, i) => r.subarray((test[i] as TrainExample).objective));
+  const metrics = pairMetrics(chosen, rejected);
+  const byObjective = objectives.length > 1
+    ? Object.fromEntries(objectives.map((name, k) => {
+      const idx = test.map((e, i) => (e.objective === k ? i : -1)).filter((i) => i >= 0);
+      return [name, pairMetrics(idx.map((i) => chosen[i] as Float32Array), idx.map((i) => rejected[i] as Float32Array))];
+    }))
+    : undefined;
+  const bow = trainBagOfWords(encoded.train, { vocabSize: input.config.vocabSize, seed: input.seed });
+  // Length: the response alone, untruncated (after left truncation whole sequences tie at max_length).
+  const responseIds = (text: string): number[] => encoder.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  const responses = input.testPairs.map((p) => ({ chosen: responseIds(p.chosen), rejected: responseIds(p.rejected) }));
+  const baselines = {
+    split: 'test' as const,
+    length: lengthBaseline(responses).accuracy,
+    bag_of_words: pairwiseAccuracy((ids) => bow.score(ids), test).accuracy,
   };
-  metrics.splits = { train: train.length, validation: validation.length, test: test.length };
+  log(`test: accuracy ${metrics.accuracy.toFixed(4)} (length baseline ${baselines.length.toFixed(4)}, ` +
+    `bag of words ${baselines.bag_of_words.toFixed(4)}) on ${test.length} pairs`);
+  return { metrics, byObjective, baselines };
+}
 
-  // ---- LSC reference statistics: the kept model's rewards of the validation responses
-  const referenceSplit = validation.length > 0 ? { name: 'validation', pairs: validation } : { name: 'test', pairs: test };
-  let reference: Record<string, ReferenceStatistics> | undefined;
-  if (referenceSplit.pairs.length > 0) {
-    const forward = await RewardForward.create(config, session);
-    const scored = await scorePairs(forward, weightsToTensors(config, loop.best), referenceSplit.pairs, encoder.padId);
-    await forward.release();
-    reference = referenceStatistics(objectives, referenceSplit.pairs, scored, referenceSplit.name);
-  }
+/** The manifest's `metrics`. */
+function trainingMetrics(test: TestEvaluation | undefined, trained: TrainedModel, encoded: EncodedSplits): TrainingMetrics {
+  const { loop } = trained;
+  const lastStep = loop.steps.at(-1);
+  return {
+    ...(test ? { test: test.metrics, ...(test.byObjective ? { test_by_objective: test.byObjective } : {}), baselines: test.baselines } : {}),
+    ...(loop.bestValidation ? { validation: loop.bestValidation } : {}),
+    train: {
+      steps: lastStep ? lastStep.step : 0,
+      best_step: loop.bestStep,
+      final_loss: lastStep?.loss,
+      tokens_per_second: Math.round(loop.tokensPerSecond),
+      seconds: Math.round(trained.seconds),
+    },
+    splits: { train: encoded.train.length, validation: encoded.validation.length, test: encoded.test.length },
+  };
+}
 
-  // ---- export
+// ---- export
+
+/** What the exported folder holds beyond the run's config. */
+interface ExportInput {
+  config: RewardModelConfig;
+  weights: ModelWeights;
+  tokenizer: RunTokenizer;
+  objectives: string[];
+  reference: Record<string, ReferenceStatistics> | undefined;
+  metrics: TrainingMetrics;
+  data: DataFileProvenance[];
+  trained: TrainedModel;
+}
+
+/**
+ * Stages the model folder (weights, tokenizer, manifest), adds the metrics log and the report,
+ * then publishes it at --out; a failure on the way discards the staging folder and leaves --out
+ * as it was.
+ */
+async function exportFolder(o: RunConfig, input: ExportInput, log: Log): Promise<RmserveManifest> {
   const outDir = o.out;
   const staged = stageModelFolder(outDir, modelFolderContents({
-      outDir, config, weights: loop.best, tokenizer, objectives, ...(reference ? { reference } : {}),
-      name: basename(dirname(resolve(outDir))), version: basename(resolve(outDir)),
-      metrics,
-      provenance: {
-        data: dataProvenance,
-        split: { method: 'sha256 of the prompt', ...o.split },
-        tokenizer: o.tokenizer ? { path: o.tokenizer, sha256: tokenizerSha } : { trained: 'byte-level BPE on the training split', vocab_size: o.vocabSize },
-        init: o.initFrom ? { from: o.initFrom } : { seed: o.seed },
-        config,
-        method: o.loss.method,
-        loss: lossConfig(o.loss),
-        head_dropout: o.headDropout,
-        zero_head: zeroHead,
-        optimizer: o.optimizer,
-        steps: o.steps,
-        batch_size: o.batchSize,
-        seed: o.seed,
-        git_commit: gitCommit() ?? null,
-        command: o.command ?? null,
-        created_at: new Date().toISOString(),
-      },
-    }));
-  const staging = staged.dir;
-  const manifest = staged.manifest as RmserveManifest;
+    outDir, config: input.config, weights: input.weights, tokenizer: input.tokenizer.files, objectives: input.objectives,
+    ...(input.reference ? { reference: input.reference } : {}),
+    name: basename(dirname(resolve(outDir))), version: basename(resolve(outDir)),
+    metrics: input.metrics,
+    provenance: provenance(o, input),
+  }));
   try {
-    copyFileSync(metricsPath, join(staging, 'train-metrics.jsonl'));
-
-    // ---- report.html beside the model, with an evaluation of the exported folder on the test split
-    if (o.report) {
-      // rmserve eval's test split is the trainer's only with the default fractions; with others the
-      // report has no evaluation rather than one that mixes in training pairs.
-      const sameSplit = o.split.train === TRAINER_SPLIT.train && o.split.validation === TRAINER_SPLIT.validation && o.split.test === TRAINER_SPLIT.test;
-      let evalResult: EvalResult | undefined;
-      let evaluated = sameSplit ? 'test' : 'none: --split differs from rmserve eval\'s 0.8,0.1,0.1';
-      if (sameSplit) {
-        try {
-          evalResult = await evaluateFiles({
-            model: staging, data: o.data, split: 'test', device: o.device, ...(o.threads ? { intraOpThreads: o.threads } : {}),
-          });
-          evalResult = { ...evalResult, model: { ...evalResult.model, dir: outDir } };
-        } catch (err) {
-          // The model is exported; a report without the evaluation beats a failed run.
-          evaluated = `none: ${(err as Error).message}`;
-          log(`report: could not evaluate the test split: ${(err as Error).message}`);
-        }
-      }
-      writeTrainingReport(staging, {
-        title: `Training report: ${basename(dirname(resolve(outDir)))}/${basename(resolve(outDir))} (${o.loss.method})`,
-        metricsLogPath: join(staging, 'train-metrics.jsonl'),
-        evalResult,
-        config: {
-          method: o.loss.method, loss: lossConfig(o.loss), head: config.head, head_dropout: o.headDropout, zero_head: zeroHead,
-          d_model: config.dModel, layers: config.nLayers, heads: config.nHeads, vocab: config.vocabSize, max_length: config.maxLength,
-          steps: o.steps, batch_size: o.batchSize, optimizer: o.optimizer, seed: o.seed, data: o.data,
-          evaluated_split: evaluated,
-        },
-        finalMetrics: {
-          ...(testMetrics ? { test_accuracy: Number(testMetrics.accuracy.toFixed(4)) } : {}),
-          ...(loop.bestValidation ? { validation_accuracy: Number(loop.bestValidation.accuracy.toFixed(4)) } : {}),
-          best_step: loop.bestStep,
-          train_seconds: Math.round(trainSeconds),
-        },
-      });
-    }
+    copyFileSync(input.trained.metricsPath, join(staged.dir, 'train-metrics.jsonl'));
+    if (o.report) await writeReport(o, staged.dir, input, log);
     staged.publish();
   } catch (err) {
     staged.discard();
     throw err;
   }
-  log(`exported ${outDir} (best step ${loop.bestStep})`);
+  log(`exported ${outDir} (best step ${input.trained.loop.bestStep})`);
   if (o.report) log(`wrote ${join(outDir, 'report.html')}`);
-  return { outDir, manifest, config, loop, test: testMetrics };
+  return staged.manifest as RmserveManifest;
+}
+
+/** The manifest's `provenance`: what the model was trained from and how. */
+function provenance(o: RunConfig, input: ExportInput): Record<string, unknown> {
+  return {
+    data: input.data,
+    split: { method: 'sha256 of the prompt', ...o.split },
+    tokenizer: o.tokenizer ? { path: o.tokenizer, sha256: input.tokenizer.sha256 } : { trained: 'byte-level BPE on the training split', vocab_size: o.vocabSize },
+    init: o.initFrom ? { from: o.initFrom } : { seed: o.seed },
+    config: input.config,
+    method: o.loss.method,
+    loss: lossConfig(o.loss),
+    head_dropout: o.headDropout,
+    zero_head: o.zeroHead,
+    optimizer: o.optimizer,
+    steps: o.steps,
+    batch_size: o.batchSize,
+    seed: o.seed,
+    git_commit: gitCommit() ?? null,
+    command: o.command ?? null,
+    created_at: new Date().toISOString(),
+  };
+}
+
+/** report.html in the staging folder, with rmserve eval's evaluation of the staged folder on the test split. */
+async function writeReport(o: RunConfig, staging: string, input: ExportInput, log: Log): Promise<void> {
+  const { config, metrics, trained } = input;
+  const { evalResult, evaluated } = await evaluateStaged(o, staging, log);
+  writeTrainingReport(staging, {
+    title: `Training report: ${basename(dirname(resolve(o.out)))}/${basename(resolve(o.out))} (${o.loss.method})`,
+    metricsLogPath: join(staging, 'train-metrics.jsonl'),
+    evalResult,
+    config: {
+      method: o.loss.method, loss: lossConfig(o.loss), head: config.head, head_dropout: o.headDropout, zero_head: o.zeroHead,
+      d_model: config.dModel, layers: config.nLayers, heads: config.nHeads, vocab: config.vocabSize, max_length: config.maxLength,
+      steps: o.steps, batch_size: o.batchSize, optimizer: o.optimizer, seed: o.seed, data: o.data,
+      evaluated_split: evaluated,
+    },
+    finalMetrics: {
+      ...(metrics.test ? { test_accuracy: Number(metrics.test.accuracy.toFixed(4)) } : {}),
+      ...(trained.loop.bestValidation ? { validation_accuracy: Number(trained.loop.bestValidation.accuracy.toFixed(4)) } : {}),
+      best_step: trained.loop.bestStep,
+      train_seconds: Math.round(trained.seconds),
+    },
+  });
+}
+
+/**
+ * rmserve eval on the staged folder's test split, and the report's words for what was evaluated.
+ * rmserve eval's test split is the trainer's only with the default fractions; with others the
+ * report has no evaluation rather than one that mixes in training pairs.
+ */
+async function evaluateStaged(
+  o: RunConfig, staging: string, log: Log,
+): Promise<{ evalResult: EvalResult | undefined; evaluated: string }> {
+  const sameSplit = o.split.train === TRAINER_SPLIT.train && o.split.validation === TRAINER_SPLIT.validation && o.split.test === TRAINER_SPLIT.test;
+  if (!sameSplit) return { evalResult: undefined, evaluated: 'none: --split differs from rmserve eval\'s 0.8,0.1,0.1' };
+  try {
+    const result = await evaluateFiles({
+      model: staging, data: o.data, split: 'test', device: o.device, ...(o.threads ? { intraOpThreads: o.threads } : {}),
+    });
+    return { evalResult: { ...result, model: { ...result.model, dir: o.out } }, evaluated: 'test' };
+  } catch (err) {
+    // The model is exported; a report without the evaluation beats a failed run.
+    log(`report: could not evaluate the test split: ${(err as Error).message}`);
+    return { evalResult: undefined, evaluated: `none: ${(err as Error).message}` };
+  }
 }
 
 /** Quantiles of the LSC reference statistics (the server's LSC transform reads "0.85" by default). */
