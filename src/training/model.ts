@@ -288,6 +288,9 @@ export function lmHeadWeight(c: RewardModelConfig, p: ParamValues): Value {
  * the padded query rows stay finite), and the reward is read at position sum(mask) − 1. With
  * right padding a row's real tokens sit at positions 0..n−1, which is what GPT-2's position
  * embedding and the Llama family's RoPE both read (transformers' default position ids).
+ *
+ * Kept whole (~85 lines), nanoGPT style: the model's forward pass from ids to rewards reads top
+ * to bottom in one place, each tensor's shape beside it.
  */
 export function buildForward(
   b: GraphBuilder, c: RewardModelConfig, p: ParamValues, inputIds: Value, attentionMask: Value,

@@ -27,6 +27,10 @@ export interface LearnedMerges {
  * `minFrequency` times. `initialTokens` are the ids 0..n-1 the words are written in.
  * When a merge produces a string that is already a token (two merge paths to one string), the
  * merge is kept but no id is added, as in the reference trainer.
+ *
+ * One function of ~110 lines on purpose: it is the merge loop of Hugging Face's BpeTrainer (pair
+ * counts, a heap of candidate pairs, in-place word updates) and reads against it step by step;
+ * the state it updates is shared by every step, so pieces would only pass it around.
  */
 export function learnMerges(
   table: WordTable,
