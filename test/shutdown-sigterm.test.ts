@@ -29,11 +29,14 @@ interface Server {
   output: () => string;
 }
 
-/** Starts `rmserve serve` on a free port and resolves once it listens. */
+/**
+ * Starts `rmserve serve` on a free port and resolves once it listens. Batch limits as given, not
+ * calibrated: the tests rely on --max-batch-size to keep every item queued until the signal.
+ */
 async function startServer(extraArgs: string[]): Promise<Server> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli.ts', 'serve', '--models', root, '--port', '0', '--no-watch', '--cache-size', '0', ...extraArgs],
+    ['--import', 'tsx', 'src/cli.ts', 'serve', '--models', root, '--port', '0', '--no-watch', '--cache-size', '0', '--no-calibrate-batching', ...extraArgs],
     { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
