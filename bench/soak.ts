@@ -19,6 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { mulberry32 } from '../src/training/random.js';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -45,18 +46,10 @@ for (const [name, v] of Object.entries({ durationS, concurrency, warmupS, sample
 }
 
 // ---------------------------------------------------------------------------------------------
-// Deterministic randomness, so two runs send the same traffic.
+// Deterministic randomness (the trainer's seeded stream), so two runs send the same traffic.
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The model the one-model peer routes name (the shipped root serves harmless and helpful). */
+const SOAK_MODEL = process.env.RMSERVE_SOAK_MODEL ?? 'harmless';
 const random = mulberry32(Number(values.seed));
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
 const int = (lo: number, hi: number): number => lo + Math.floor(random() * (hi - lo + 1));
@@ -113,8 +106,9 @@ const MIX: readonly [number, () => Planned][] = [
     ...pick([{ transform: 'sigmoid' }, { transform: 'znorm' }, { transform: 'clip', clip: [-2, 2] }, { aggregate: 'min' }, { weights: { harmless: 1, helpful: 0.5 } }]),
   })],
   [5, () => json('batch_worker', '/v1/score', { items: Array.from({ length: int(16, 48) }, () => (random() < 0.3 ? pick(HOT) : freshItem())) })],
-  [4, () => json('predict', '/predict', { inputs: random() < 0.5 ? [pick(PROMPTS), pick(RESPONSES)] : [[pick(PROMPTS), pick(RESPONSES)], [pick(PROMPTS), pick(RESPONSES)]] })],
-  [3, () => json('classify', '/classify', { input: [hh(freshItem())] })],
+  // TEI and vLLM reply from one model: with several served, the client names it.
+  [4, () => json('predict', '/predict', { model: SOAK_MODEL, inputs: random() < 0.5 ? [pick(PROMPTS), pick(RESPONSES)] : [[pick(PROMPTS), pick(RESPONSES)], [pick(PROMPTS), pick(RESPONSES)]] })],
+  [3, () => json('classify', '/classify', { model: SOAK_MODEL, input: [hh(freshItem())] })],
   [2, () => ({ kind: 'models', method: 'GET', path: pick(['/v1/models', '/v1/models/harmless', '/health', '/ready']), expect: [200] })],
   [15, () => pick<() => Planned>([
     () => ({ kind: 'bad_json', method: 'POST', path: '/v1/score', body: '{"items": [', contentType: 'application/json', expect: [400] }),

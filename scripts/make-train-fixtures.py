@@ -48,6 +48,7 @@ from typing import Optional
 import torch
 from torch import nn
 from torch.nn import functional as F
+from hf_modeling import apply_rotary_pos_emb, repeat_kv, rotate_half  # noqa: E402 (scripts/ is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "test" / "fixtures" / "train"
@@ -143,24 +144,7 @@ class RotaryEmbedding(nn.Module):
         return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
 
 
-def rotate_half(x):
-    x1 = x[..., : x.shape[-1] // 2]
-    x2 = x[..., x.shape[-1] // 2 :]
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def apply_rotary_pos_emb(q, k, cos, sin):
-    cos = cos.unsqueeze(1)
-    sin = sin.unsqueeze(1)
-    return (q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)
-
-
-def repeat_kv(hidden_states, n_rep: int):
-    if n_rep == 1:
-        return hidden_states
-    batch, num_key_value_heads, slen, head_dim = hidden_states.shape
-    hidden_states = hidden_states[:, :, None, :, :].expand(batch, num_key_value_heads, n_rep, slen, head_dim)
-    return hidden_states.reshape(batch, num_key_value_heads * n_rep, slen, head_dim)
+# rotate_half, apply_rotary_pos_emb and repeat_kv: transformers' own, in scripts/hf_modeling.py.
 
 
 def additive_mask(attention_mask, dtype):
