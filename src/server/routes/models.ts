@@ -10,7 +10,6 @@ import { unknownModel } from '../../scoring/errors.js';
 import type { ModelVersion } from '../../scoring/model-version.js';
 import type { ModelRegistry, ModelStatus } from '../../scoring/registry.js';
 import { ErrorSchema } from '../schemas.js';
-import { modelAliases } from './peer-common.js';
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
 
@@ -74,7 +73,7 @@ const ModelReply = Type.Intersect([ModelStatusSchema, Type.Object(OpenAiModelFie
 const OWNER = 'rmserve';
 
 function openAiModel(model: ModelVersion): Static<typeof OpenAiModelSchema> {
-  const aliases = modelAliases(model);
+  const aliases = model.aliases;
   return {
     id: model.name,
     object: 'model',

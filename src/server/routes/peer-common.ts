@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { ScoreItem } from '../../model/format.js';
 import type { TruncationSide } from '../../model/tokenize.js';
-import { ScoringError, unknownModel } from '../../scoring/errors.js';
+import { ScoringError } from '../../scoring/errors.js';
 import type { ModelVersion } from '../../scoring/model-version.js';
 import type { ScoredItem, Scorer } from '../../scoring/scorer.js';
 
@@ -40,19 +40,9 @@ export function invalid(message: string, code = 'invalid_request'): ScoringError
  * `_name_or_path` (the Hugging Face id it was exported from, e.g. `Skywork/Skywork-Reward-V2-Llama-3.1-8B`),
  * which is what vLLM/SGLang clients send as `model` (verl sends its config's model path).
  */
-/** Other names a model answers to (ModelVersion.aliases). */
-export function modelAliases(model: ModelVersion): string[] {
-  return model.aliases;
-}
-
-/** The serving model called `requested`: its registry name first, else a unique alias. */
-export function findModel(scorer: Scorer, requested: string): ModelVersion {
-  return scorer.registry.find(requested);
-}
-
 /** Registry names for a list of requested names or aliases (/get_reward's `?model=`). */
 export function registryNames(scorer: Scorer, requested: readonly string[] | undefined): string[] | undefined {
-  return requested?.map((name) => findModel(scorer, name).name);
+  return requested?.map((name) => scorer.registry.find(name).name);
 }
 
 export interface OneModel {
@@ -68,7 +58,7 @@ export interface OneModel {
  * asks the client to name one rather than mixing their heads in one distribution.
  */
 export function oneModel(scorer: Scorer, requested: string | null | undefined): OneModel {
-  if (requested !== undefined && requested !== null && requested !== '') return { model: findModel(scorer, requested), name: requested };
+  if (requested !== undefined && requested !== null && requested !== '') return { model: scorer.registry.find(requested), name: requested };
   const models = scorer.resolveModels(undefined);
   if (models.length === 1) return { model: models[0] as ModelVersion, name: (models[0] as ModelVersion).name };
   throw invalid(
