@@ -7,6 +7,7 @@
 import * as ort from 'onnxruntime-node';
 import type { TruncationSide } from './tokenize.js';
 import { modelLoadFailed } from './errors.js';
+import { halfToFloat, toHalfBits } from './float16.js';
 
 export type PaddingSide = TruncationSide;
 
@@ -238,24 +239,4 @@ function toFloat32(tensor: ort.Tensor): Float32Array {
   // fp16 exports (optimum --fp16) give float16 logits: widen on the way out.
   if (tensor.type === 'float16') return Float32Array.from(tensor.data as Uint16Array, halfToFloat);
   throw modelLoadFailed(`model output must be float32, float64 or float16, got ${tensor.type} (bfloat16: add a Cast to float32 after the score head)`);
-}
-
-/** IEEE 754 binary16 bits → number. */
-export function halfToFloat(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 0x1f) return fraction === 0 ? sign * Infinity : NaN;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
-}
-
-/** number → binary16 bits, for the small integers fed as masks and positions (exact below 2048). */
-export function toHalfBits(value: number): number {
-  if (value === 0) return 0;
-  const sign = value < 0 ? 0x8000 : 0;
-  const abs = Math.abs(value);
-  const exponent = Math.floor(Math.log2(abs));
-  const fraction = Math.round((abs / 2 ** exponent - 1) * 1024);
-  return sign | ((exponent + 15) << 10) | fraction;
 }

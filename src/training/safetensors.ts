@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { endianness } from 'node:os';
+import { halfToFloat } from '../model/float16.js';
 
 /**
  * safetensors (https://github.com/huggingface/safetensors) read and write, for checkpoints and for
@@ -235,24 +236,6 @@ export function readSafetensorsHeader(path: string): { entries: Map<string, Safe
   } finally {
     closeSync(fd);
   }
-}
-
-const f16Scratch = new Float32Array(1);
-const f16ScratchBits = new Uint32Array(f16Scratch.buffer);
-
-/** IEEE 754 half → float32, bit-exact (subnormals, ±0, ±inf, NaN payload kept in the top bits). */
-function halfToFloat(h: number): number {
-  const sign = (h & 0x8000) << 16;
-  const exponent = (h >> 10) & 0x1f;
-  const mantissa = h & 0x3ff;
-  if (exponent === 0) {
-    // ±0 or subnormal: mantissa · 2^-24, exact in float32
-    const magnitude = mantissa * 2 ** -24;
-    return sign ? -magnitude : magnitude;
-  }
-  if (exponent === 0x1f) f16ScratchBits[0] = sign | 0x7f800000 | (mantissa << 13);
-  else f16ScratchBits[0] = sign | ((exponent + 112) << 23) | (mantissa << 13);
-  return f16Scratch[0];
 }
 
 /**
