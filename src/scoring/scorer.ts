@@ -299,6 +299,8 @@ export class Scorer {
     // releasing the reservation and queueing there is no await, so nothing can take the room.
     if (!model.batcher.hasRoomFor(missing.length)) throw queueFull(1);
 
+    // Known once tokenized: a refused request runs nothing.
+    if (request.truncate === false) refuseTruncated(hits, tokenized, missing, model);
     const timings = tokenized.map((): ItemTiming => ({}));
     const fresh = await Promise.all(
       tokenized.map(async ({ ids, truncated }, j) => {
@@ -311,7 +313,6 @@ export class Scorer {
     const entries = [...hits];
     missing.forEach((i, j) => (entries[i] = fresh[j]));
     const done = entries as CachedReward[];
-    if (request.truncate === false) refuseTruncated(done, model);
     this.metrics.observeInputTokens(labels, done);
     return {
       model,
@@ -360,8 +361,15 @@ function itemFlags(perModel: ModelScores[], i: number): { cached: boolean; trunc
 }
 
 /** truncate: false: an item that did not fit the model is the client's to shorten. */
-function refuseTruncated(entries: readonly CachedReward[], model: ModelVersion): void {
-  const i = entries.findIndex((e) => e.truncated);
+function refuseTruncated(
+  hits: readonly (CachedReward | undefined)[],
+  tokenized: readonly TokenizedItem[],
+  missing: readonly number[],
+  model: ModelVersion,
+): void {
+  const truncated = hits.map((hit) => hit?.truncated ?? false);
+  missing.forEach((i, j) => (truncated[i] = (tokenized[j] as TokenizedItem).truncated));
+  const i = truncated.indexOf(true);
   if (i >= 0) {
     throw new ScoringError('input_too_long', 413, `items[${i}] is longer than model ${model.name}'s ${model.spec.maxLength} tokens and truncate is false`);
   }
