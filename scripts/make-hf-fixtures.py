@@ -41,7 +41,7 @@ import onnx
 import torch
 from onnx import TensorProto, numpy_helper
 from torch import nn
-from hf_modeling import apply_rotary_pos_emb, repeat_kv, rotate_half  # noqa: E402 (scripts/ is on sys.path)
+from hf_modeling import Conv1D, apply_rotary_pos_emb, gelu_new, repeat_kv, rotate_half  # noqa: E402 (scripts/ is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "test" / "fixtures" / "hf"
@@ -269,7 +269,7 @@ class RotaryEmbedding(nn.Module):
         return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
 
 
-# rotate_half, apply_rotary_pos_emb and repeat_kv: transformers' own, in scripts/hf_modeling.py.
+# rotate_half, apply_rotary_pos_emb, repeat_kv, Conv1D and gelu_new: transformers' own, in scripts/hf_modeling.py.
 
 
 def causal_mask(attention_mask, query_length, past_length, dtype, min_value: float):
@@ -372,24 +372,6 @@ class LlamaModel(nn.Module):
             hidden_states, present = layer(hidden_states, cos, sin, mask, None if past is None else past[i])
             presents.append(present)
         return self.norm(hidden_states), presents
-
-
-class Conv1D(nn.Module):
-    """GPT-2's Conv1D: a linear layer whose weight is stored [in, out]: x @ W + b."""
-
-    def __init__(self, nf: int, nx: int):
-        super().__init__()
-        self.nf = nf
-        self.weight = nn.Parameter(torch.empty(nx, nf))
-        self.bias = nn.Parameter(torch.zeros(nf))
-
-    def forward(self, x):
-        size_out = x.size()[:-1] + (self.nf,)
-        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(size_out)
-
-
-def gelu_new(x):
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
 class GPT2Attention(nn.Module):

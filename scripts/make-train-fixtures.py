@@ -48,7 +48,7 @@ from typing import Optional
 import torch
 from torch import nn
 from torch.nn import functional as F
-from hf_modeling import apply_rotary_pos_emb, repeat_kv, rotate_half  # noqa: E402 (scripts/ is on sys.path)
+from hf_modeling import Conv1D, apply_rotary_pos_emb, gelu_new, repeat_kv, rotate_half  # noqa: E402 (scripts/ is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "test" / "fixtures" / "train"
@@ -144,7 +144,7 @@ class RotaryEmbedding(nn.Module):
         return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
 
 
-# rotate_half, apply_rotary_pos_emb and repeat_kv: transformers' own, in scripts/hf_modeling.py.
+# rotate_half, apply_rotary_pos_emb, repeat_kv, Conv1D and gelu_new: transformers' own, in scripts/hf_modeling.py.
 
 
 def additive_mask(attention_mask, dtype):
@@ -241,24 +241,6 @@ class LlamaModel(nn.Module):
         for layer in self.layers:
             hidden_states = layer(hidden_states, cos, sin, mask)
         return self.norm(hidden_states)
-
-
-class Conv1D(nn.Module):
-    """GPT-2's Conv1D: weight [in, out], x @ W + b."""
-
-    def __init__(self, nf: int, nx: int):
-        super().__init__()
-        self.nf = nf
-        self.weight = nn.Parameter(torch.empty(nx, nf))
-        self.bias = nn.Parameter(torch.zeros(nf))
-
-    def forward(self, x):
-        size_out = x.size()[:-1] + (self.nf,)
-        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(size_out)
-
-
-def gelu_new(x):
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
 class GPT2Attention(nn.Module):
