@@ -6,44 +6,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
-import { responseTokens } from '../src/training/batch.js';
-import { lossConfig, lossNeeds, type LossConfig } from '../src/training/losses.js';
+import { lossConfig, type LossConfig } from '../src/training/losses.js';
 import { defaultModelConfig, seededRandom, type RewardModelConfig } from '../src/training/model.js';
 import { buildLossGradGraph } from '../src/training/step.js';
-import { checkStepGradients, float64Params } from './helpers/step-gradcheck.js';
+import { checkStepGradients, float64Params, stepGradInputs } from './helpers/step-gradcheck.js';
 
 async function checkArchGradient(config: RewardModelConfig, loss: LossConfig, seed: number): Promise<Set<string>> {
   const session = await ort.InferenceSession.create(buildLossGradGraph(config, loss, 'float64'));
-  const needs = lossNeeds(loss);
   const { specs, params } = float64Params(config, seed);
   const rand = seededRandom(seed + 1);
-  const lengths = [5, 3, 6, 2, 6, 4]; // chosen rows 0..2, rejected rows 3..5
-  const starts = [2, 1, 4, 1, 3, 2];
-  const T = 6;
-  const ids = new BigInt64Array(6 * T);
-  const mask = new BigInt64Array(6 * T);
-  const rows: number[][] = lengths.map(() => []);
-  lengths.forEach((n, r) => {
-    for (let t = 0; t < T; t++) {
-      const id = Math.floor(rand() * config.vocabSize);
-      ids[r * T + t] = BigInt(id);
-      mask[r * T + t] = t < n ? 1n : 0n;
-      if (t < n) rows[r]!.push(id);
-    }
-  });
-  const fixed: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', ids, [6, T]),
-    attention_mask: new ort.Tensor('int64', mask, [6, T]),
-    margin: new ort.Tensor('float64', Float64Array.of(0.5, 0, -0.25), [3]),
-    objective: new ort.Tensor('float64', Float64Array.of(1, 0, 0, 1, 1, 0), [3, 2]),
-  };
-  if (needs.logp) {
-    const tokens = responseTokens(rows, starts, T, needs.logpRejected ? 6 : 3);
-    fixed.lm_positions = tokens.positions;
-    fixed.lm_targets = tokens.targets;
-    fixed.lm_segments = new ort.Tensor('float64', Float64Array.from(tokens.segments.data as Float32Array), tokens.segments.dims);
-  }
-  if (needs.reference) fixed.ref_logp = new ort.Tensor('float64', Float64Array.of(-6, -3, -5, -1, -8, -4), [6]);
+  const { fixed } = stepGradInputs(config, loss, rand);
   const moved = new Set<string>();
   const { checked } = await checkStepGradients(session, fixed, specs, params, rand, `${config.arch} ${loss.method}`, (s, g, big) => {
     if (Math.abs(g[big]!) > 1e-8) moved.add(s.name);
