@@ -14,7 +14,7 @@
 //
 // Shapes in comments: B batch, T sequence, C d_model, H heads, D head width, V vocab, K objectives.
 import { BLOCKS, isLlamaFamily, type Architecture, type BlockContext, type LlamaFamilyConfig, type ParamSpec } from './arch/index.js';
-import { ropeInverseFrequencies, ropeTables, rmsNorm } from './arch/layers.js';
+import { denseLayer, ropeInverseFrequencies, ropeTables, rmsNorm, type LinearLayer } from './arch/layers.js';
 import type { DType, GraphBuilder, Value } from './graph/builder.js';
 import { mulberry32 } from './random.js';
 
@@ -256,6 +256,11 @@ export interface ForwardOptions {
    * graphs leave it out: inverted dropout is the identity at inference.
    */
   headMask?: Value;
+  /**
+   * The blocks' linear layers (BlockContext.linear); default denseLayer, x·w + b. LoRA's training
+   * and evaluation graphs pass lora.ts's, which adds the adapters' path to the layers it targets.
+   */
+  linear?: LinearLayer;
 }
 
 export interface ForwardResult {
@@ -332,8 +337,10 @@ export function buildForward(
   const attnBias = b.add(causal, padBias); //                              [B,1,T,T]
 
   // ---- the blocks
+  const linear = options.linear ?? denseLayer;
   const ctx: BlockContext = {
     b, c: { ...c, arch }, dtype, param,
+    linear: (x, name, bias) => linear(b, param, x, name, bias),
     // The Llama family's grouped scores are [B,Hkv,R,T,T]: one more broadcast axis.
     attnBias: llamaFamily ? b.unsqueeze(attnBias, [2]) : attnBias, //        [B,1,1,T,T] or [B,1,T,T]
   };

@@ -36,7 +36,7 @@ function forward(ctx: BlockContext, i: number, x: Value): Value {
   const D = C / H;
   // ---- causal self-attention
   const h = b.layerNorm(x, param(`${L}.ln1.g`), param(`${L}.ln1.b`), c.layerNormEps); // [B,T,C]
-  const qkv = b.add(b.matmul(h, param(`${L}.attn.qkv.w`)), param(`${L}.attn.qkv.b`)); // [B,T,3C]
+  const qkv = ctx.linear(h, `${L}.attn.qkv`, true); //                                   [B,T,3C]
   // One Split (its gradient is one Concat) rather than three Slices (three Pads and a Sum).
   const parts = b.opMulti('Split', [qkv, b.ints([C, C, C])], 3, { axis: 2 }).map((t) => b.reshape(t, [0, 0, H, D])); // 3×[B,T,H,D]
   const q = b.transpose(b.mul(parts[0] as Value, b.scalar(dtype, 1 / Math.sqrt(D))), [0, 2, 1, 3]); // [B,H,T,D]
@@ -44,13 +44,13 @@ function forward(ctx: BlockContext, i: number, x: Value): Value {
   const v = b.transpose(parts[2] as Value, [0, 2, 1, 3]); //               [B,H,T,D]
   const att = b.softmax(b.add(b.matmul(q, kT), ctx.attnBias), -1); //      [B,H,T,T]
   const y = b.reshape(b.transpose(b.matmul(att, v), [0, 2, 1, 3]), [0, 0, C]); // [B,T,C]
-  x = b.add(x, b.add(b.matmul(y, param(`${L}.attn.proj.w`)), param(`${L}.attn.proj.b`)));
+  x = b.add(x, ctx.linear(y, `${L}.attn.proj`, true));
 
   // ---- MLP
   const h2 = b.layerNorm(x, param(`${L}.ln2.g`), param(`${L}.ln2.b`), c.layerNormEps);
-  const u = b.add(b.matmul(h2, param(`${L}.mlp.fc.w`)), param(`${L}.mlp.fc.b`)); // [B,T,4C]
+  const u = ctx.linear(h2, `${L}.mlp.fc`, true); //                        [B,T,4C]
   const g = gelu(b, u, c.activation === 'gelu' ? 'gelu' : 'gelu_new', dtype);
-  return b.add(x, b.add(b.matmul(g, param(`${L}.mlp.proj.w`)), param(`${L}.mlp.proj.b`)));
+  return b.add(x, ctx.linear(g, `${L}.mlp.proj`, true));
 }
 
 export const gpt2Block: DecoderBlock = { params, forward };

@@ -14,6 +14,12 @@ export function linear(b: GraphBuilder, x: Value, w: Value, bias?: Value): Value
   return bias ? b.add(y, bias) : y;
 }
 
+/** One of a block's linear layers by name: `name.w` and, when `bias`, `name.b` among the parameters. */
+export type LinearLayer = (b: GraphBuilder, param: (name: string) => Value, x: Value, name: string, bias: boolean) => Value;
+
+/** BlockContext.linear without adapters: x·`name.w` (+ `name.b`). */
+export const denseLayer: LinearLayer = (b, param, x, name, bias) => linear(b, x, param(`${name}.w`), bias ? param(`${name}.b`) : undefined);
+
 /**
  * RMSNorm over the last axis: x · (mean(x²) + ε)^(−½) · γ (LlamaRMSNorm). One
  * SimplifiedLayerNormalization node (graph/ops/nn.ts has its gradient rule); in float32 it is the
@@ -97,10 +103,13 @@ export function groupedAttention(
   return b.reshape(b.transpose(y, [0, 3, 1, 2, 4]), [0, 0, H * D]); //                      [B,T,H·D]
 }
 
-/** SwiGLU: down(silu(gate(x)) ⊙ up(x)), silu(u) = u·σ(u) (LlamaMLP with hidden_act silu). */
-export function swiglu(b: GraphBuilder, x: Value, gate: Value, up: Value, down: Value, biases?: { gate: Value; up: Value; down: Value }): Value {
-  const g = linear(b, x, gate, biases?.gate); //                                            [B,T,F]
-  const u = linear(b, x, up, biases?.up); //                                                [B,T,F]
+/**
+ * SwiGLU: down(silu(gate(x)) ⊙ up(x)), silu(u) = u·σ(u) (LlamaMLP with hidden_act silu).
+ * `project` applies one of the three linear layers (BlockContext.linear, which may carry LoRA).
+ */
+export function swiglu(b: GraphBuilder, x: Value, project: (x: Value, layer: 'gate' | 'up' | 'down') => Value): Value {
+  const g = project(x, 'gate'); //                                                          [B,T,F]
+  const u = project(x, 'up'); //                                                            [B,T,F]
   const act = b.mul(g, b.op('Sigmoid', [g])); //                                            [B,T,F]
-  return linear(b, b.mul(act, u), down, biases?.down); //                                   [B,T,C]
+  return project(b.mul(act, u), 'down'); //                                                 [B,T,C]
 }

@@ -11,7 +11,7 @@
 // Shapes: B batch, T sequence, C d_model, H query heads, Hkv key/value heads, R = H/Hkv,
 // D head width, F MLP width.
 import type { Value } from '../graph/builder.js';
-import { applyRope, groupedAttention, groupedHeads, linear, rmsNorm, swiglu } from './layers.js';
+import { applyRope, groupedAttention, groupedHeads, rmsNorm, swiglu } from './layers.js';
 import type { BlockConfig, BlockContext, DecoderBlock, LlamaFamilyConfig, ParamSpec } from './types.js';
 
 export function family(c: BlockConfig): LlamaFamilyConfig {
@@ -51,17 +51,11 @@ export function mlpParams(c: BlockConfig, p: string, bias: boolean): ParamSpec[]
   ];
 }
 
-/** The parameter if the block has it (the optional biases). */
-export function optional(ctx: BlockContext, name: string, present: boolean): Value | undefined {
-  return present ? ctx.param(name) : undefined;
-}
-
 /** The SwiGLU half of a block: x + down(silu(gate(n₂)) ⊙ up(n₂)), n₂ = RMSNorm₂(x). */
 export function mlpResidual(ctx: BlockContext, L: string, x: Value, bias: boolean): Value {
   const { b, c, param } = ctx;
   const n2 = rmsNorm(b, x, param(`${L}.mlp_norm.g`), c.layerNormEps); //                  [B,T,C]
-  const biases = bias ? { gate: param(`${L}.mlp.gate.b`), up: param(`${L}.mlp.up.b`), down: param(`${L}.mlp.down.b`) } : undefined;
-  return b.add(x, swiglu(b, n2, param(`${L}.mlp.gate.w`), param(`${L}.mlp.up.w`), param(`${L}.mlp.down.w`), biases));
+  return b.add(x, swiglu(b, n2, (h, layer) => ctx.linear(h, `${L}.mlp.${layer}`, bias)));
 }
 
 function params(c: BlockConfig, i: number): ParamSpec[] {
@@ -87,14 +81,14 @@ function forward(ctx: BlockContext, i: number, x: Value): Value {
 
   // ---- causal self-attention
   const n1 = rmsNorm(b, x, param(`${L}.attn_norm.g`), c.layerNormEps); //                  [B,T,C]
-  const q = linear(b, n1, param(`${L}.attn.q.w`), optional(ctx, `${L}.attn.q.b`, bias)); // [B,T,H·D]
-  const k = linear(b, n1, param(`${L}.attn.k.w`), optional(ctx, `${L}.attn.k.b`, bias)); // [B,T,Hkv·D]
-  const v = linear(b, n1, param(`${L}.attn.v.w`), optional(ctx, `${L}.attn.v.b`, bias)); // [B,T,Hkv·D]
+  const q = ctx.linear(n1, `${L}.attn.q`, bias); //                       [B,T,H·D]
+  const k = ctx.linear(n1, `${L}.attn.k`, bias); //                       [B,T,Hkv·D]
+  const v = ctx.linear(n1, `${L}.attn.v`, bias); //                       [B,T,Hkv·D]
   const qh = applyRope(b, groupedHeads(b, q, Hkv, H / Hkv, D), rope, D); //               [B,Hkv,R,T,D]
   const kh = applyRope(b, groupedHeads(b, k, Hkv, 1, D), rope, D); //                     [B,Hkv,1,T,D]
   const vh = groupedHeads(b, v, Hkv, 1, D); //                                             [B,Hkv,1,T,D]
   const y = groupedAttention(b, qh, kh, vh, ctx.attnBias, { H, D, dtype }); //             [B,T,H·D]
-  x = b.add(x, linear(b, y, param(`${L}.attn.o.w`), optional(ctx, `${L}.attn.o.b`, bias))); // [B,T,C]
+  x = b.add(x, ctx.linear(y, `${L}.attn.o`, bias)); //                         [B,T,C]
 
   // ---- MLP
   return mlpResidual(ctx, L, x, f.mlpBias); //                                             [B,T,C]

@@ -12,7 +12,7 @@
 // Shapes: B batch, T sequence, C d_model, H query heads, Hkv key/value heads, R = H/Hkv,
 // D head width, F MLP width.
 import type { Value } from '../graph/builder.js';
-import { applyRope, groupedAttention, groupedHeads, linear, rmsNorm } from './layers.js';
+import { applyRope, groupedAttention, groupedHeads, rmsNorm } from './layers.js';
 import { attentionParams, family, mlpParams, mlpResidual, norm } from './llama.js';
 import type { BlockConfig, BlockContext, DecoderBlock, ParamSpec } from './types.js';
 
@@ -37,14 +37,14 @@ function forward(ctx: BlockContext, i: number, x: Value): Value {
 
   // ---- causal self-attention
   const n1 = rmsNorm(b, x, param(`${L}.attn_norm.g`), c.layerNormEps); //                [B,T,C]
-  const q = linear(b, n1, param(`${L}.attn.q.w`), param(`${L}.attn.q.b`)); //            [B,T,H·D]
-  const k = linear(b, n1, param(`${L}.attn.k.w`), param(`${L}.attn.k.b`)); //            [B,T,Hkv·D]
-  const v = linear(b, n1, param(`${L}.attn.v.w`), param(`${L}.attn.v.b`)); //            [B,T,Hkv·D]
+  const q = ctx.linear(n1, `${L}.attn.q`, true); //                       [B,T,H·D]
+  const k = ctx.linear(n1, `${L}.attn.k`, true); //                       [B,T,Hkv·D]
+  const v = ctx.linear(n1, `${L}.attn.v`, true); //                       [B,T,Hkv·D]
   const qh = applyRope(b, groupedHeads(b, q, Hkv, H / Hkv, D), rope, D); //             [B,Hkv,R,T,D]
   const kh = applyRope(b, groupedHeads(b, k, Hkv, 1, D), rope, D); //                   [B,Hkv,1,T,D]
   const vh = groupedHeads(b, v, Hkv, 1, D); //                                           [B,Hkv,1,T,D]
   const y = groupedAttention(b, qh, kh, vh, ctx.attnBias, { H, D, dtype }); //           [B,T,H·D]
-  x = b.add(x, linear(b, y, param(`${L}.attn.o.w`))); //                                 [B,T,C]
+  x = b.add(x, ctx.linear(y, `${L}.attn.o`, false)); //                                  [B,T,C]
 
   // ---- MLP
   return mlpResidual(ctx, L, x, false); //                                               [B,T,C]

@@ -13,8 +13,8 @@
 // Shapes: B batch, T sequence, C d_model, H query heads, Hkv key/value heads, R = H/Hkv,
 // D head width, F MLP width.
 import type { Value } from '../graph/builder.js';
-import { applyRope, groupedAttention, groupedHeads, linear, rmsNorm } from './layers.js';
-import { attentionParams, family, mlpParams, mlpResidual, norm, optional } from './llama.js';
+import { applyRope, groupedAttention, groupedHeads, rmsNorm } from './layers.js';
+import { attentionParams, family, mlpParams, mlpResidual, norm } from './llama.js';
 import type { BlockConfig, BlockContext, DecoderBlock, ParamSpec } from './types.js';
 
 function params(c: BlockConfig, i: number): ParamSpec[] {
@@ -42,9 +42,9 @@ function forward(ctx: BlockContext, i: number, x: Value): Value {
 
   // ---- causal self-attention
   const n1 = rmsNorm(b, x, param(`${L}.attn_norm.g`), c.layerNormEps); //                  [B,T,C]
-  const q = linear(b, n1, param(`${L}.attn.q.w`), optional(ctx, `${L}.attn.q.b`, bias)); // [B,T,H·D]
-  const k = linear(b, n1, param(`${L}.attn.k.w`), optional(ctx, `${L}.attn.k.b`, bias)); // [B,T,Hkv·D]
-  const v = linear(b, n1, param(`${L}.attn.v.w`), optional(ctx, `${L}.attn.v.b`, bias)); // [B,T,Hkv·D]
+  const q = ctx.linear(n1, `${L}.attn.q`, bias); //                       [B,T,H·D]
+  const k = ctx.linear(n1, `${L}.attn.k`, bias); //                       [B,T,Hkv·D]
+  const v = ctx.linear(n1, `${L}.attn.v`, bias); //                       [B,T,Hkv·D]
   // The per-head norms act on the last axis (D), so they can run on the grouped layout directly.
   const qn = rmsNorm(b, groupedHeads(b, q, Hkv, H / Hkv, D), param(`${L}.attn.q_norm.g`), c.layerNormEps); // [B,Hkv,R,T,D]
   const kn = rmsNorm(b, groupedHeads(b, k, Hkv, 1, D), param(`${L}.attn.k_norm.g`), c.layerNormEps); //     [B,Hkv,1,T,D]
@@ -52,7 +52,7 @@ function forward(ctx: BlockContext, i: number, x: Value): Value {
   const kh = applyRope(b, kn, rope, D); //                                                 [B,Hkv,1,T,D]
   const vh = groupedHeads(b, v, Hkv, 1, D); //                                             [B,Hkv,1,T,D]
   const y = groupedAttention(b, qh, kh, vh, ctx.attnBias, { H, D, dtype }); //             [B,T,H·D]
-  x = b.add(x, linear(b, y, param(`${L}.attn.o.w`), optional(ctx, `${L}.attn.o.b`, bias))); // [B,T,C]
+  x = b.add(x, ctx.linear(y, `${L}.attn.o`, bias)); //                         [B,T,C]
 
   // ---- MLP
   return mlpResidual(ctx, L, x, false); //                                                 [B,T,C]

@@ -63,6 +63,12 @@ export interface BlockContext {
   dtype: DType;
   param(name: string): Value;
   /**
+   * The linear layer `name`: x·`name.w` (+ `name.b` when `bias`), w [in, out]. Every block's
+   * projections go through it, so that LoRA (lora.ts) can add its low-rank path to the layers it
+   * targets without the blocks knowing; without adapters it is linear() of layers.ts.
+   */
+  linear(x: Value, name: string, bias: boolean): Value;
+  /**
    * Additive attention bias, 0 where query t may see key s (s ≤ t, s not padding) and −1e4
    * elsewhere: [B,1,T,T] for GPT-2's [B,H,T,T] scores, [B,1,1,T,T] for the Llama family's
    * grouped [B,Hkv,R,T,T] scores.
