@@ -108,6 +108,19 @@ const cases: GradCase[] = [
     build: (b, [h]) => b.op('GatherElements', [h!, b.constant('int64', [3, 1], [3, 0, 2])], { axis: 1 }) },
   { name: 'Where with broadcasting', params: [{ name: 'a', shape: [3, 4] }, { name: 'b', shape: [4] }],
     build: (b, [x, y]) => b.op('Where', [b.constant('bool', [3, 1], [1, 0, 1]), x!, y!]) },
+  // graph-level: the LM head's log-prob of target tokens, with its own backward rule
+  // (repeated targets; logits scaled up so the softmax is far from uniform; opset 17 takes
+  // ReduceLogSumExp's axes as an attribute, 18+ as an input)
+  ...[17, 20].map((opset): GradCase => ({
+    name: `TokenLogProb (opset ${opset})`, opset,
+    params: [{ name: 'h', shape: [5, 4] }, { name: 'w', shape: [7, 4] }],
+    build: (b, [h, w]) => b.op('TokenLogProb', [b.mul(h!, b.scalar('float64', 3)), w!, b.constant('int64', [5], [3, 0, 3, 6, 1])]),
+  })),
+  { name: 'TokenLogProb with a dynamic token axis, W also used elsewhere',
+    params: [{ name: 'h', shape: [3, 4], declared: ['lm_tokens', 4] }, { name: 'w', shape: [6, 4] }],
+    build: (b, [h, w]) => b.add(
+      b.op('TokenLogProb', [h!, w!, b.constant('int64', [3], [5, 2, 2])]),
+      b.reduceSum(b.mul(w!, w!), [0, 1], false)) },
   // shape ops
   { name: 'Reshape/Transpose/Unsqueeze/Squeeze', params: [{ name: 'x', shape: [2, 3, 4] }],
     build: (b, [x]) => {
@@ -321,7 +334,7 @@ function opsCheckedByCases(): Set<string> {
 
 test('every op the trainer differentiates through has a rule with its own finite-difference case', () => {
   const used = opsDifferentiatedByTrainer();
-  assert.ok(used.has('MatMul') && used.has('LayerNormalization') && used.has('LogSoftmax'), `recorded ${[...used].join(', ')}`);
+  assert.ok(used.has('MatMul') && used.has('LayerNormalization') && used.has('TokenLogProb'), `recorded ${[...used].join(', ')}`);
   const checked = opsCheckedByCases();
   assert.deepEqual([...used].filter((op) => !checked.has(op)).sort(), [], 'ops the step graphs use without a case in this file');
   // and every rule in the table is checked: by a case, or (Dropout) by its own test above

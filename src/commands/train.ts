@@ -4,7 +4,7 @@
 import { basename, resolve } from 'node:path';
 import { Command } from 'commander';
 import { promoteVersion } from '../server/promote-client.js';
-import { runTraining } from '../training/pipeline.js';
+import { runSftTraining, runTraining } from '../training/pipeline.js';
 import { addOptions, readOptions } from '../config/options.js';
 import { TRAIN_OPTIONS, modelName } from '../config/train.js';
 import type { LoopProgress } from '../training/loop.js';
@@ -41,16 +41,26 @@ export function trainCommand(): Command {
       });
       // --no-progress: no bar and no step lines; the log lines and the JSONL log stay.
       const progress = opts.progress ? new Progress() : undefined;
+      const run = {
+        ...config,
+        signal: stop.signal,
+        progress: progress === undefined ? false as const : stepProgress(progress),
+        // Through the bar, which clears itself for a line and redraws below it.
+        log: (line: string) => (progress === undefined ? process.stderr.write(`${line}\n`) : progress.log(line)),
+        command: ['rmserve', ...process.argv.slice(2)].join(' '),
+      };
+      if (config.loss?.method === 'sft') {
+        if (opts.promote) {
+          process.stderr.write('rmserve train: --promote does not apply to --method sft (its output is a causal LM for --init-from, not a reward model to serve)\n');
+          process.exitCode = 1;
+          return;
+        }
+        await sftAction(run, progress);
+        return;
+      }
       let result: Awaited<ReturnType<typeof runTraining>>;
       try {
-        result = await runTraining({
-          ...config,
-          signal: stop.signal,
-          progress: progress === undefined ? false : stepProgress(progress),
-          // Through the bar, which clears itself for a line and redraws below it.
-          log: (line) => (progress === undefined ? process.stderr.write(`${line}\n`) : progress.log(line)),
-          command: ['rmserve', ...process.argv.slice(2)].join(' '),
-        });
+        result = await runTraining(run);
         progress?.stop();
       } catch (err) {
         progress?.stop();
@@ -84,4 +94,27 @@ export function trainCommand(): Command {
         ...(opts.promote ? { promoted } : {}),
       }));
     });
+}
+
+/** --method sft: the LM phase, whose output is a causal-LM folder for a later --init-from (no --promote: nothing to serve). */
+async function sftAction(run: Parameters<typeof runSftTraining>[0], progress: Progress | undefined): Promise<void> {
+  let result: Awaited<ReturnType<typeof runSftTraining>>;
+  try {
+    result = await runSftTraining(run);
+    progress?.stop();
+  } catch (err) {
+    progress?.stop();
+    process.stderr.write(`rmserve train: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  if (result.info === undefined) {
+    console.log(JSON.stringify({ interrupted: true, step: result.lm.steps.at(-1)?.step ?? null }));
+    process.exitCode = 130;
+    return;
+  }
+  console.log(JSON.stringify({
+    out: result.outDir, validation_nll_per_token: result.lm.bestValidation?.nll_per_token ?? null,
+    initial_validation_nll_per_token: result.lm.initialValidation?.nll_per_token ?? null, best_step: result.lm.bestStep,
+  }));
 }

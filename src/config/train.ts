@@ -40,6 +40,8 @@ export const METHOD_DEFAULTS: Readonly<Record<LossMethod, MethodDefaults>> = {
   haf: { ...PLAIN, zeroHead: true },
   grm: { ...PLAIN, head: 'mlp', headDropout: 0.1 },
   labelsmooth: PLAIN,
+  // the LM phase trains no reward head (none is exported)
+  sft: PLAIN,
 };
 
 /** "mlp for --method grm, else linear": METHOD_DEFAULTS in --help's words. */
@@ -66,7 +68,8 @@ export const TRAIN_OPTIONS = {
   },
   initFrom: {
     flags: '--init-from <dir>',
-    help: 'start from a Hugging Face GPT-2 folder (config.json + model.safetensors; needs --tokenizer); its sizes replace --d-model/--layers/--heads',
+    help: 'start from a Hugging Face folder (config.json + model.safetensors: GPT-2, Llama, Qwen2, Qwen3; its tokenizer unless --tokenizer), ' +
+      'e.g. a --method sft output; its sizes replace --d-model/--layers/--heads; haf and grm --grm-reg dpo take it as their frozen reference',
   },
   vocabSize: { flags: '--vocab-size <n>', help: 'vocabulary size of the trained BPE tokenizer', default: 8192, parse: intAtLeast(260) },
   dModel: { flags: '--d-model <n>', help: 'model width', default: 256, parse: intAtLeast(1) },
@@ -108,8 +111,9 @@ export const TRAIN_OPTIONS = {
   loss: {
     method: {
       flags: '--method <name>', choices: LOSS_METHODS, default: DEFAULT_LOSS.method,
-      help: 'loss: bt (Bradley–Terry), pcrm (prior-constrained margins), haf (HaF-RM: BT + DPO on the LM head vs the frozen initial weights), ' +
-        'grm (BT + LM-head regulariser, MLP head with dropout), labelsmooth',
+      help: 'loss: bt (Bradley–Terry), pcrm (prior-constrained margins), haf (HaF-RM: BT + DPO on the LM head vs the frozen starting weights), ' +
+        'grm (BT + LM-head regulariser, MLP head with dropout), labelsmooth; or sft: the LM phase (next-token loss on the chosen responses), ' +
+        'written as a Hugging Face causal-LM folder for a later --init-from',
     },
     margin: { flags: '--no-margin', help: 'ignore the margin field of the data in the BT loss (also the BT part of haf and grm)', docs: { default: 'margins used' } },
     centering: {

@@ -176,8 +176,12 @@ export function grm(bt: LossFn, o: GrmOptions): LossFn {
   };
 }
 
-export type LossMethod = 'bt' | 'pcrm' | 'haf' | 'grm' | 'labelsmooth';
-export const LOSS_METHODS: readonly LossMethod[] = ['bt', 'pcrm', 'haf', 'grm', 'labelsmooth'];
+/**
+ * `sft` is not a pairwise loss: it is the LM phase (src/training/sft.ts, next-token loss on the
+ * chosen responses) whose output a later haf/grm run starts from and takes as its reference.
+ */
+export type LossMethod = 'bt' | 'pcrm' | 'haf' | 'grm' | 'labelsmooth' | 'sft';
+export const LOSS_METHODS: readonly LossMethod[] = ['bt', 'pcrm', 'haf', 'grm', 'labelsmooth', 'sft'];
 export type PcrmSimilarity = 'length' | 'tfidf' | 'encoder';
 export const GRM_REGULARISERS: readonly GrmRegulariser[] = ['sft', 'plain-sft', 'dpo', 'dpo-noref'];
 
@@ -234,7 +238,8 @@ export interface LossNeeds {
 export function lossNeeds(config: LossConfig): LossNeeds {
   return {
     deltaStar: config.method === 'pcrm',
-    logp: config.method === 'haf' || config.method === 'grm',
+    // sft reads log π of the chosen responses only; an untied LM head must then be loaded.
+    logp: config.method === 'haf' || config.method === 'grm' || config.method === 'sft',
     logpRejected: config.method === 'haf' || (config.method === 'grm' && !['sft', 'plain-sft'].includes((config.grm ?? DEFAULT_LOSS.grm).reg)),
     reference: config.method === 'haf' || (config.method === 'grm' && grmNeedsReference((config.grm ?? DEFAULT_LOSS.grm).reg)),
   };
@@ -253,5 +258,7 @@ export function lossFor(config: LossConfig): LossFn {
       return grm(bt, config.grm ?? DEFAULT_LOSS.grm);
     case 'labelsmooth':
       return labelSmoothing(config.labelSmoothing);
+    case 'sft':
+      throw new Error('--method sft is the LM phase (src/training/sft.ts), not a pairwise loss of the reward step');
   }
 }

@@ -408,18 +408,18 @@ export interface ResponseTokenInputs {
  *
  * The head runs only at the N positions that predict a response token, packed into one [N, C]
  * matrix (not at every position of every row: prompts and padding are most of a batch, and the
- * [·,V] logits and their LogSoftmax are the costliest part of the step); the per-row sums are one
- * MatMul with the 0/1 segment matrix.
- * Backward: MatMul's and LogSoftmax's rules, GatherElements' and Gather's scatter-adds back into
- * [B·T, C]; a tied tok_emb gets this use's gradient added to the embedding's.
+ * [·,V] logits are the costliest part of the step); the per-row sums are one MatMul with the 0/1
+ * segment matrix. The log-softmax at the targets is one TokenLogProb op (graph/ops/token-logprob.ts):
+ * logits and a log-sum-exp forward, its own backward from them, instead of LogSoftmax and
+ * GatherElements differentiated node by node.
+ * Backward: TokenLogProb's rule, then Gather's scatter-add back into [B·T, C]; a tied tok_emb gets
+ * this use's gradient added to the embedding's.
  */
 export function responseLogProbs(b: GraphBuilder, hidden: Value, lmWeight: Value, tokens: ResponseTokenInputs): Value {
   const C = lmWeight.shape?.[1] as number;
   const h = b.gather(b.reshape(hidden, [-1, C]), tokens.positions); //                       [N,C]
-  const logits = b.matmul(h, b.transpose(lmWeight, [1, 0])); //                                 [N,V]
-  const target = b.unsqueeze(tokens.targets, [1]); //                                          [N,1]
-  const tokenLogp = b.op('GatherElements', [b.logSoftmax(logits, -1), target], { axis: 1 }); // [N,1]
-  return b.squeeze(b.matmul(tokens.segments, tokenLogp), [1]); //                              [R]
+  const tokenLogp = b.op('TokenLogProb', [h, lmWeight, tokens.targets]); //                    [N]
+  return b.squeeze(b.matmul(tokens.segments, b.unsqueeze(tokenLogp, [1])), [1]); //              [R]
 }
 
 function dtypeArray(dtype: DType, values: number[]): Float32Array | Float64Array {

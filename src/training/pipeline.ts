@@ -5,7 +5,7 @@
 //
 // runTraining reads as that list: each step below is one function with typed inputs and outputs,
 // in the order the run calls them.
-import { copyFileSync, existsSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { executionProviders } from '../model/onnx-session.js';
@@ -26,6 +26,11 @@ import { trainLoop, type LoopProgress, type LoopResult, type TrainExample } from
 import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type ModelWeights, type RewardModelConfig } from './model.js';
 import { pretrainedStart, readFolderTokenizer, withCheckpointTokenizer } from './hf-checkpoint.js';
 import { splitByPrompt, type Splits } from './split.js';
+import { trainLm, type LmExample, type LmLoopResult } from './sft.js';
+import { writeCausalLmFolder } from './causal-lm-export.js';
+import {
+  implicitRewardMetrics, randomReferenceWarning, referenceProvenance, referenceSummary, startProvenance, type ImplicitRewardMetrics,
+} from './reference.js';
 import { trainByteLevelBpe } from './tokenizer/index.js';
 import type { RmserveManifest } from '../model/manifest.js';
 import { DEFAULT_TRAIN_CONFIG, resolveTrainConfig, type ResolvedTrainConfig, type TrainInput } from '../config/train.js';
@@ -58,6 +63,15 @@ export interface TrainRunResult {
   config: RewardModelConfig;
   loop: LoopResult;
   test: PairMetrics | undefined;
+}
+
+/** What `--method sft` (runSftTraining) returns: the LM phase's loop and, unless interrupted, its rmserve-sft.json. */
+export interface SftRunResult {
+  outDir: string;
+  config: RewardModelConfig;
+  lm: LmLoopResult;
+  /** undefined when the phase was interrupted (nothing exported) */
+  info: Record<string, unknown> | undefined;
 }
 
 /** The run's whole config (every default filled in) and the caller's hooks: what the steps read. */
@@ -112,6 +126,8 @@ interface TestEvaluation {
   /** per objective, when the model has more than one reward column */
   byObjective: Record<string, PairMetrics> | undefined;
   baselines: NonNullable<TrainingMetrics['baselines']>;
+  /** per test pair, r_c − r_r in its objective's column */
+  margins: number[];
 }
 
 /** What evaluateSplits scores and with what. */
@@ -145,6 +161,8 @@ export type TrainingMetrics = {
   test?: PairMetrics;
   test_by_objective?: Record<string, PairMetrics>;
   baselines?: { split: 'test'; length: number; bag_of_words: number };
+  /** HaF-RM's and GRM-DPO's implicit reward β·(log π − log π_ref) on the test split (reference.ts) */
+  implicit_reward?: ImplicitRewardMetrics;
   /** the kept weights' validation metrics */
   validation?: PairMetrics;
   train: {
@@ -163,6 +181,7 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRes
   // --init-from brings its own tokenizer (and chat template) unless --tokenizer names another.
   const o: RunConfig = withCheckpointTokenizer({ ...options, ...resolveTrainConfig(options) });
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  if (o.loss.method === 'sft') throw new Error('--method sft is the LM phase: run it with runSftTraining');
   if (o.data.length === 0) throw new Error('give at least one --data file');
 
   const data = await readData(o.data, log);
@@ -174,19 +193,108 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRes
   const encoded = await encodeSplits(o, encoder, split, objectives, log);
   const { config, init } = buildModel(o, encoder.vocabSize, objectives, log);
   const session = sessionOptions(o);
+  const start = await startProvenance(o.initFrom, o.seed);
+  const needsReference = lossNeeds(o.loss).reference;
+  if (needsReference && !o.initFrom) log(randomReferenceWarning(o.loss.method, config.vocabSize));
   // From the initial weights (the seed's, or --init-from's), also on --resume: the same references as the uninterrupted run.
-  if (lossNeeds(o.loss).reference) await addReferenceLogProbs(config, init, encoded.train, encoder.padId, session, log);
+  if (needsReference) await addReferenceLogProbs(config, init, encoded.train, encoder.padId, session, log);
   const trained = await runLoop(o, { config, init }, encoded, encoder.padId, session, runSettings(o, data.provenance, tokenizer.sha256, objectives), log);
   if (trained.loop.interrupted) return { outDir: o.out, manifest: undefined, config, loop: trained.loop, test: undefined };
 
   const evaluation = await evaluateSplits({
     config, weights: trained.loop.best, encoded, testPairs: split.test, objectives, encoder, seed: o.seed, session,
   }, log);
-  const metrics = trainingMetrics(evaluation.test, trained, encoded);
+  const implicit = needsReference && evaluation.test
+    ? await implicitReward(o, { config, init, best: trained.loop.best, encoded, testPairs: split.test, encoder, session, margins: evaluation.test.margins }, log)
+    : undefined;
+  const metrics = { ...trainingMetrics(evaluation.test, trained, encoded), ...(implicit ? { implicit_reward: implicit } : {}) };
   const manifest = await exportFolder(o, {
     config, weights: trained.loop.best, tokenizer, objectives, reference: evaluation.reference, metrics, data: data.provenance, trained,
+    start, ...(needsReference ? { referenceLogp: referenceSummary(encoded.train) } : {}),
   }, log);
   return { outDir: o.out, manifest, config, loop: trained.loop, test: evaluation.test?.metrics };
+}
+
+/**
+ * `rmserve train --method sft`: the LM phase (sft.ts) on the distinct chosen responses of the
+ * training split, validated on those of the validation split, and the weights of the lowest
+ * validation NLL written as a Hugging Face causal-LM folder at --out (causal-lm-export.ts) that a
+ * haf or grm run takes as --init-from, and so as its reference. Data, split, tokenizer, encoding
+ * and the model are the reward runs' own steps, so the following run sees the same token ids.
+ */
+export async function runSftTraining(options: TrainRunOptions): Promise<SftRunResult> {
+  const o: RunConfig = withCheckpointTokenizer({ ...options, ...resolveTrainConfig(options) });
+  const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  if (o.loss.method !== 'sft') throw new Error(`runSftTraining runs --method sft, not ${o.loss.method}`);
+  if (o.resume) throw new Error('--method sft has no --resume (the phase keeps no optimizer checkpoint); run it again');
+  if (o.data.length === 0) throw new Error('give at least one --data file');
+
+  const data = await readData(o.data, log);
+  const split = splitData(data.pairs, o, log);
+  const objectives = objectiveNames(data.pairs, o.objective);
+  const tokenizer = await prepareTokenizer(o, split.train, log);
+  const encoder = new PairEncoder(tokenizer.files, o.maxLength);
+  if (o.tokenizer) checkTexts(encoder, [...split.train, ...split.validation, ...split.test], data.origin, o.tokenizer);
+  const encoded = await encodeSplits(o, encoder, split, objectives, log);
+  const { config, init } = buildModel(o, encoder.vocabSize, objectives, log);
+  const train = distinctChosen(encoded.train);
+  const validation = distinctChosen(encoded.validation);
+  log(`sft: next-token loss on ${train.length} distinct chosen responses of ${encoded.train.length} training pairs (validation: ${validation.length})`);
+  const t0 = performance.now();
+  const metricsPath = join(o.checkpointDir, 'train-metrics.jsonl');
+  const lm = await trainLm({
+    model: config, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize, evalEvery: o.evalEvery, seed: o.seed, metricsPath,
+    progress: o.progress, session: sessionOptions(o), signal: o.signal, log,
+  }, { train, validation }, init, encoder.padId);
+  if (lm.interrupted) return { outDir: o.out, config, lm, info: undefined };
+  const seconds = (performance.now() - t0) / 1000;
+  const info = {
+    format: 'rmserve-sft/1',
+    what: 'causal LM of rmserve train --method sft: mean next-token NLL of the chosen responses of the training split, each after its prompt; ' +
+      'start a --method haf or grm run from it with --init-from (its frozen copy is then the DPO reference)',
+    metrics: {
+      validation_initial: lm.initialValidation ?? null,
+      validation: lm.bestValidation ?? null,
+      best_step: lm.bestStep,
+      train: {
+        steps: lm.steps.at(-1)?.step ?? 0, first_loss: lm.steps[0]?.loss ?? null, final_loss: lm.steps.at(-1)?.loss ?? null,
+        tokens_per_second: Math.round(lm.tokensPerSecond), seconds: Math.round(seconds),
+      },
+      responses: { train: train.length, validation: validation.length },
+    },
+    provenance: {
+      data: data.provenance,
+      split: { method: 'sha256 of the prompt', ...o.split },
+      responses: 'chosen',
+      tokenizer: o.tokenizer ? { path: o.tokenizer, sha256: tokenizer.sha256 } : { trained: 'byte-level BPE on the training split', vocab_size: o.vocabSize },
+      init: await startProvenance(o.initFrom, o.seed),
+      config,
+      method: 'sft',
+      optimizer: o.optimizer,
+      steps: o.steps,
+      batch_size: o.batchSize,
+      seed: o.seed,
+      git_commit: gitCommit() ?? null,
+      command: o.command ?? null,
+      created_at: new Date().toISOString(),
+    },
+  };
+  writeCausalLmFolder(o.out, { config, weights: lm.best, tokenizer: tokenizer.files, info, files: { 'train-metrics.jsonl': readFileSync(metricsPath) } });
+  log(`exported ${o.out} (best step ${lm.bestStep}): a Hugging Face causal-LM folder; train the reward model from it with --init-from ${o.out}`);
+  return { outDir: o.out, config, lm, info };
+}
+
+/** Each distinct chosen response (with its prompt) once: pairs that share one would weight it twice. */
+function distinctChosen(pairs: readonly TrainExample[]): LmExample[] {
+  const seen = new Set<string>();
+  const out: LmExample[] = [];
+  for (const e of pairs) {
+    const key = e.chosen.join(',');
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ ids: e.chosen, start: e.chosenStart ?? 1 });
+  }
+  return out;
 }
 
 // ---- data
@@ -259,8 +367,9 @@ async function encodeSplits(
     pairs.map((p) => ({ ...encoder.encode(p, { responseStart }), margin: p.margin ?? 0, objective: objectives.indexOf(p.objective ?? o.objective) }));
   const train = encode(split.train, needs.logp);
   if (needs.deltaStar) await addDeltaStar(o, split.train, train, encoder, log);
-  const validation = encode(split.validation);
-  const test = encode(split.test);
+  // sft validates log π of the chosen responses; the DPO term's implicit reward is measured on the test split.
+  const validation = encode(split.validation, o.loss.method === 'sft');
+  const test = encode(split.test, needs.reference);
   const truncated = train.filter((e) => e.truncated).length;
   log(`encoded: ${train.reduce((n, e) => n + e.chosen.length + e.rejected.length, 0)} training tokens, ${truncated} of ${train.length} pairs truncated to ${o.maxLength}`);
   return { train, validation, test };
@@ -386,7 +495,37 @@ function testEvaluation(input: EvaluationInput, scored: { chosen: Float32Array[]
   };
   log(`test: accuracy ${metrics.accuracy.toFixed(4)} (length baseline ${baselines.length.toFixed(4)}, ` +
     `bag of words ${baselines.bag_of_words.toFixed(4)}) on ${test.length} pairs`);
-  return { metrics, byObjective, baselines };
+  const margins = chosen.map((c, i) => (c[0] as number) - ((rejected[i] as Float32Array)[0] as number));
+  return { metrics, byObjective, baselines, margins };
+}
+
+/** What implicitReward measures with: the reference (initial) and kept weights, the test split and its rewards. */
+interface ImplicitRewardInput {
+  config: RewardModelConfig;
+  init: ModelWeights;
+  best: ModelWeights;
+  encoded: EncodedSplits;
+  testPairs: readonly PreferencePair[];
+  encoder: PairEncoder;
+  session: ort.InferenceSession.SessionOptions;
+  margins: readonly number[];
+}
+
+/** The DPO term's implicit reward on the test split (reference.ts), logged beside the length it may be counting. */
+async function implicitReward(o: RunConfig, input: ImplicitRewardInput, log: Log): Promise<ImplicitRewardMetrics> {
+  const t0 = performance.now();
+  const loss = lossConfig(o.loss);
+  const count = (text: string): number => input.encoder.tokenizer.encode(text, { add_special_tokens: false }).ids.length;
+  const m = await implicitRewardMetrics({
+    config: input.config, reference: input.init, policy: input.best, test: input.encoded.test,
+    lengths: input.testPairs.map((p) => ({ chosen: count(p.chosen), rejected: count(p.rejected) })),
+    rewardMargins: input.margins, beta: o.loss.method === 'haf' ? loss.haf.beta : loss.grm.beta, padId: input.encoder.padId, session: input.session,
+  });
+  log(`test: implicit reward β·(log π − log π_ref) accuracy ${m.accuracy.toFixed(4)}, agrees with "prefer the longer response" on ` +
+    `${(100 * m.longer_agreement).toFixed(1)}% of ${m.unequal_length_pairs} pairs (reward head ${(100 * m.reward_longer_agreement).toFixed(1)}%); ` +
+    `NLL per token: reference ${m.reference_nll_per_token.toFixed(3)}, kept weights ${m.policy_nll_per_token.toFixed(3)} ` +
+    `(${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  return m;
 }
 
 /** The manifest's `metrics`. */
@@ -419,6 +558,10 @@ interface ExportInput {
   metrics: TrainingMetrics;
   data: DataFileProvenance[];
   trained: TrainedModel;
+  /** startProvenance: --init-from's folder and hashes (and its SFT phase), or the random init */
+  start: Record<string, unknown>;
+  /** log π_ref of the training responses, for a loss with a reference */
+  referenceLogp?: ReturnType<typeof referenceSummary>;
 }
 
 /**
@@ -454,7 +597,8 @@ function provenance(o: RunConfig, input: ExportInput): Record<string, unknown> {
     data: input.data,
     split: { method: 'sha256 of the prompt', ...o.split },
     tokenizer: o.tokenizer ? { path: o.tokenizer, sha256: input.tokenizer.sha256 } : { trained: 'byte-level BPE on the training split', vocab_size: o.vocabSize },
-    init: o.initFrom ? { from: o.initFrom } : { seed: o.seed },
+    init: input.start,
+    ...(input.referenceLogp ? { reference: referenceProvenance(input.start, input.referenceLogp) } : {}),
     config: input.config,
     method: o.loss.method,
     loss: lossConfig(o.loss),

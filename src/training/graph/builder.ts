@@ -4,7 +4,7 @@
 // in the op registry (ops/). toModelProto() writes a ModelProto that onnxruntime-node loads
 // directly (ort.InferenceSession.create(bytes)).
 import { ModelProto, OnnxAttributeType, OnnxDataType } from './onnx-proto.js';
-import { defaultOutputCount, inferOutputs, isUnknownDim, type InferContext } from './ops/index.js';
+import { defaultOutputCount, expansionRule, inferOutputs, isUnknownDim, type ExpandRule, type InferContext, type OutputType } from './ops/index.js';
 
 export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool';
 /** A static size, or a symbolic (dynamic) axis name. Names starting with '?' are unknown dims. */
@@ -51,6 +51,11 @@ export interface GraphNode {
   readonly inputs: readonly (Value | null)[];
   readonly outputs: readonly Value[];
   readonly attrs: Readonly<Record<string, AttrValue>>;
+  /**
+   * A graph-level op's ONNX primitives (ops/ `expand`): autodiff sees this one node, the
+   * ModelProto gets these in its place. Undefined for ONNX nodes.
+   */
+  readonly body?: readonly GraphNode[];
 }
 
 const FLOAT_ATTRS = new Set([
@@ -129,6 +134,11 @@ function valueInfo(v: Value): Record<string, unknown> {
   return { name: v.name, type: { tensorType } };
 }
 
+/** The ONNX nodes of a node list: graph-level ops replaced by their primitives. */
+function onnxNodes(nodes: readonly GraphNode[]): GraphNode[] {
+  return nodes.flatMap((n) => (n.body ? onnxNodes(n.body) : [n]));
+}
+
 export class GraphBuilder {
   readonly name: string;
   readonly opset: number;
@@ -141,6 +151,8 @@ export class GraphBuilder {
   private readonly producers = new Map<string, GraphNode>();
   private readonly used = new Set<string>();
   private counter = 0;
+  /** Nodes recorded so far, graph-level ops' bodies included: node names stay unique in the ModelProto. */
+  private nodeCount = 0;
   private readonly ctx: InferContext;
 
   constructor(name: string, options: { opset?: number } = {}) {
@@ -155,7 +167,10 @@ export class GraphBuilder {
     };
   }
 
-  /** Recorded nodes in execution order (forward nodes first, then whatever autodiff appended). */
+  /**
+   * Recorded nodes in execution order (forward nodes first, then whatever autodiff appended); a
+   * graph-level op is one node here, its primitives in its `body`.
+   */
   get nodes(): readonly GraphNode[] { return this.nodeList; }
   get inputs(): readonly Value[] { return this.inputList; }
   get outputs(): readonly Value[] { return this.outputList; }
@@ -237,6 +252,8 @@ export class GraphBuilder {
       if (v && !this.used.has(v.name)) throw new Error(`${opType}: input '${v.name}' is not in graph ${this.name}`);
     }
     const inferred = inferOutputs(this.ctx, opType, inputs, attrs, numOutputs);
+    const expand = (options.domain ?? '') === '' ? expansionRule(opType) : undefined;
+    if (expand) return this.graphLevelOp(opType, inputs, numOutputs, attrs, options, inferred, expand);
     const outputs: Value[] = [];
     for (let i = 0; i < numOutputs; i++) {
       const name = options.names?.[i] ?? (i === 0 ? options.name : undefined) ?? this.uniqueName(opType);
@@ -248,7 +265,7 @@ export class GraphBuilder {
       });
     }
     const node: GraphNode = {
-      opType, domain: options.domain ?? '', name: `n${this.nodeList.length}_${opType}`,
+      opType, domain: options.domain ?? '', name: `n${this.nodeCount++}_${opType}`,
       inputs: inputs.slice(), outputs, attrs: { ...attrs },
     };
     this.nodeList.push(node);
@@ -260,6 +277,27 @@ export class GraphBuilder {
       const from = Math.min(Math.max(start < 0 ? start + r : start, 0), r);
       this.shapeValues.set(outputs[0]!.name, { dims: inputs[0].shape.slice(from, from + (s[0] as number)) });
     }
+    return outputs;
+  }
+
+  /**
+   * Records a graph-level op: its expansion's nodes become the body of one node whose inputs and
+   * outputs are the op's, so autodiff applies the op's own rule and never sees the primitives.
+   */
+  private graphLevelOp(
+    opType: string, inputs: (Value | null)[], numOutputs: number, attrs: Record<string, AttrValue>,
+    options: OpOptions & { names?: string[] }, types: readonly OutputType[], expand: ExpandRule,
+  ): Value[] {
+    if (options.name !== undefined || options.names !== undefined || options.shape || options.dtype) {
+      throw new Error(`${opType}: a graph-level op names and types its outputs itself`);
+    }
+    const start = this.nodeList.length;
+    const outputs = expand({ b: this, x: inputs, attrs, types });
+    if (outputs.length !== numOutputs) throw new Error(`${opType}: its expansion gave ${outputs.length} outputs, not ${numOutputs}`);
+    const body = this.nodeList.splice(start);
+    const node: GraphNode = { opType, domain: '', name: `n${this.nodeCount++}_${opType}`, inputs: inputs.slice(), outputs, attrs: { ...attrs }, body };
+    this.nodeList.push(node);
+    for (const o of outputs) this.producers.set(o.name, node);
     return outputs;
   }
 
@@ -277,7 +315,7 @@ export class GraphBuilder {
     if (this.outputList.length === 0) throw new Error(`graph ${this.name} has no outputs`);
     const graph = {
       name: this.name,
-      node: this.nodeList.map((n) => ({
+      node: onnxNodes(this.nodeList).map((n) => ({
         name: n.name,
         opType: n.opType,
         domain: n.domain,

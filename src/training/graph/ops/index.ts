@@ -1,16 +1,19 @@
 // The op registry: one OpDefinition per ONNX op type — its shape/dtype inference beside its
 // vector-Jacobian rule — gathered from the family files (elementwise, nn, reductions, matmul,
-// shape). builder.ts asks it for output types and output counts, autodiff.ts for backward rules.
-// An op that is not here still records (outputs of unknown shape), but cannot be differentiated.
+// shape), and the graph-level ops that expand to ONNX primitives with a backward rule of their own
+// (token-logprob). builder.ts asks it for output types, output counts and expansions, autodiff.ts
+// for backward rules. An op that is not here still records (outputs of unknown shape), but cannot
+// be differentiated.
 import { elementwiseOps } from './elementwise.js';
 import { matmulOps } from './matmul.js';
 import { nnOps } from './nn.js';
 import { reductionOps } from './reductions.js';
 import { shapeOps } from './shape.js';
+import { tokenLogProbOps } from './token-logprob.js';
 import type { AttrValue, DType, Value } from '../builder.js';
-import type { InferContext, OpDefinition, OpTable, OutputType, VjpRule } from './types.js';
+import type { ExpandRule, InferContext, OpDefinition, OpTable, OutputType, VjpRule } from './types.js';
 
-export type { InferContext, OpDefinition, OutputType, VjpArgs, VjpRule } from './types.js';
+export type { ExpandArgs, ExpandRule, InferContext, OpDefinition, OutputType, VjpArgs, VjpRule } from './types.js';
 export { isUnknownDim, unbroadcast, zerosLike } from './common.js';
 
 function registry(families: Record<string, OpTable>): Map<string, OpDefinition> {
@@ -30,6 +33,7 @@ function registry(families: Record<string, OpTable>): Map<string, OpDefinition> 
  */
 export const OPS: Map<string, OpDefinition> = registry({
   elementwise: elementwiseOps, nn: nnOps, reductions: reductionOps, matmul: matmulOps, shape: shapeOps,
+  tokenLogProb: tokenLogProbOps,
 });
 
 /** Output dtypes and shapes of one node at build time; shape undefined where it is not cheap to know. */
@@ -47,6 +51,11 @@ export function inferOutputs(
 /** The backward rule of an op, or undefined when it has none. */
 export function vjpRule(opType: string): VjpRule | undefined {
   return OPS.get(opType)?.vjp;
+}
+
+/** The primitives a graph-level op expands to, or undefined for an ONNX op. */
+export function expansionRule(opType: string): ExpandRule | undefined {
+  return OPS.get(opType)?.expand;
 }
 
 /** How many outputs GraphBuilder.op gives an ai.onnx node of this type. */

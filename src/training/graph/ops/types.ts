@@ -50,6 +50,18 @@ export interface VjpArgs {
 
 export type VjpRule = (a: VjpArgs) => (Value | null)[];
 
+export interface ExpandArgs {
+  b: GraphBuilder;
+  /** The op's inputs (null for omitted optional inputs). */
+  x: readonly (Value | null)[];
+  attrs: Readonly<Record<string, AttrValue>>;
+  /** The outputs' types as the op's infer rule gives them (for the shapes of the last nodes). */
+  types: readonly OutputType[];
+}
+
+/** A graph-level op's ONNX primitives: emits them through `b` and returns the op's outputs, in order. */
+export type ExpandRule = (a: ExpandArgs) => Value[];
+
 export interface OpDefinition {
   /** Forward: the outputs' dtypes and shapes. */
   infer: InferRule;
@@ -60,6 +72,13 @@ export interface OpDefinition {
    * Mean and InvStdDev, Dropout its mask, because their backward rules read them.
    */
   outputs?: number;
+  /**
+   * Graph-level ops only (ops ONNX does not have, such as TokenLogProb): the ONNX primitives the
+   * node stands for. The builder records one node for autodiff, which applies this op's own `vjp`
+   * to it instead of differentiating the primitives one by one, and writes the primitives in its
+   * place in the ModelProto.
+   */
+  expand?: ExpandRule;
 }
 
 /** One family's ops by ONNX op type. */
