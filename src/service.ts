@@ -57,7 +57,7 @@ export async function createService(
   const metrics = new RmserveMetrics();
   const registry = new ModelRegistry(config.modelsRoot, {
     metrics,
-    session: { device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads, allowSpinning: config.ortSpinning },
+    session: { device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads, allowSpinning: config.ortSpinning, thread: config.inferenceThread },
     batcher: {
       maxBatchSize: config.maxBatchSize,
       maxBatchTokens: config.maxBatchTokens,

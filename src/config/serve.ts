@@ -27,6 +27,12 @@ export const SERVE_OPTIONS = {
   ortSpinning: {
     flags: '--ort-spinning', env: 'RMSERVE_ORT_SPINNING', help: 'let ORT threads spin-wait between runs (ORT default; off here)', fallback: false,
   },
+  // Own thread: onnxruntime-node runs a batch synchronously on the thread that calls it.
+  inferenceThread: {
+    flags: '--no-inference-thread', env: 'RMSERVE_NO_INFERENCE_THREAD',
+    help: 'run ONNX on the main thread (the event loop then waits out every batch) instead of a thread per model version',
+    docs: { default: 'a thread per version', see: '[docs/operations.md](docs/operations.md#threads)' },
+  },
   maxBatchSize: { flags: '--max-batch-size <n>', env: 'RMSERVE_MAX_BATCH_SIZE', help: 'most rows per ONNX run', default: 64, parse: nonNegativeInt },
   maxBatchTokens: {
     flags: '--max-batch-tokens <n>', env: 'RMSERVE_MAX_BATCH_TOKENS', help: 'most padded tokens per ONNX run', default: 32768, parse: nonNegativeInt,

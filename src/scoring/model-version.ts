@@ -9,10 +9,10 @@ import { cacheShapeHints, readModelFolder, type ModelSpec } from '../model/model
 import { folderFingerprint } from '../model/versions.js';
 import type { ScoreItem } from '../model/format.js';
 import { calibrateBatching } from './calibrate.js';
-import { RewardSession, type SessionOptions } from '../model/onnx-session.js';
+import { openRewardSession, type RewardRunner, type ServingSessionOptions } from '../model/session-thread.js';
 
 export interface LoadOptions {
-  session: SessionOptions;
+  session: ServingSessionOptions;
   /** The configured limits; with calibrateBatching, the most a calibration may choose. */
   batcher: BatcherOptions;
   metrics: RmserveMetrics;
@@ -69,7 +69,7 @@ export class ModelVersion {
     readonly spec: ModelSpec,
     /** The folder's fingerprint when it was loaded: tells a rewrite under the same version name. */
     readonly fingerprint: string,
-    private readonly session: RewardSession,
+    private readonly session: RewardRunner,
     readonly batcher: DynamicBatcher,
     readonly batching: BatchingLimits,
     numOutputs: number,
@@ -122,7 +122,7 @@ export class ModelVersion {
     // Taken before the files are read, so a folder rewritten during the load looks changed.
     const fingerprint = folderFingerprint(dir);
     const spec = readModelFolder(dir);
-    const session = await RewardSession.create(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session, cacheShapeHints(spec.files.config));
+    const session = await openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session, cacheShapeHints(spec.files.config));
     try {
       const k = await selfCheck(`${name}@${version}`, spec, session);
       const { metrics } = options;
@@ -205,7 +205,7 @@ export class ModelVersion {
  * shapes); returns the number of reward columns. Refuses the version when the outputs are not
  * finite, not consistent, or change with padding.
  */
-async function selfCheck(id: string, spec: ModelSpec, session: RewardSession): Promise<number> {
+async function selfCheck(id: string, spec: ModelSpec, session: RewardRunner): Promise<number> {
   const rows = SELF_CHECK_ITEMS.map((item) => spec.tokenizer.encode(spec.formatter.render(item), spec.truncationSide).ids);
   const batched = (await session.run(rows)).rewards;
   const alone: Float32Array[] = [];
@@ -239,7 +239,7 @@ async function batchingLimits(spec: ModelSpec, options: LoadOptions): Promise<Ba
   // A session of its own, released after: the sweep's largest batches would otherwise leave the
   // serving session's CPU memory arena sized for them (measured on the shipped models: 749 MB
   // RSS at startup against 207 MB uncalibrated), though the limits chosen are often far smaller.
-  const probe = await RewardSession.create(join(spec.dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session, cacheShapeHints(spec.files.config));
+  const probe = await openRewardSession(join(spec.dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session, cacheShapeHints(spec.files.config));
   try {
     const calibration = await calibrateBatching((rows) => probe.run(rows), sample, { maxBatchSize, maxBatchTokens, maxLength: spec.maxLength });
     return { maxBatchSize: calibration.maxBatchSize, maxBatchTokens: calibration.maxBatchTokens, calibrated: true, calibrationSeconds: calibration.seconds };

@@ -1,0 +1,59 @@
+// The inference thread's side of ThreadedRewardSession (session-thread.ts): one RewardSession,
+// created from workerData, that runs each batch the main thread sends and answers with its
+// rewards. A run blocks this thread, not the event loop that serves HTTP.
+import { parentPort, workerData } from 'node:worker_threads';
+import { ModelError } from './errors.js';
+import { RewardSession } from './onnx-session.js';
+import type { SessionThreadData, ThreadReply, ThreadRequest } from './session-thread.js';
+
+const port = parentPort;
+if (port === null) throw new Error('session-worker.ts runs as a worker thread (ThreadedRewardSession)');
+const data = workerData as SessionThreadData;
+
+function failure(err: unknown): { message: string; modelError: boolean } {
+  return { message: err instanceof Error ? err.message : String(err), modelError: err instanceof ModelError };
+}
+
+/** Rows back from the flat transfer: row i is ids[offsets[i] .. offsets[i + 1]). */
+function unflatten(ids: Int32Array, offsets: Int32Array): number[][] {
+  const rows: number[][] = [];
+  for (let i = 0; i + 1 < offsets.length; i++) rows.push(Array.from(ids.subarray(offsets[i] as number, offsets[i + 1] as number)));
+  return rows;
+}
+
+let session: RewardSession | undefined;
+try {
+  session = await RewardSession.create(data.model, data.padId, data.paddingSide, data.options, data.hints);
+  port.postMessage({ type: 'ready', inputNames: [...session.inputNames], outputType: session.outputType } satisfies ThreadReply);
+} catch (err) {
+  port.postMessage({ type: 'failed', ...failure(err) } satisfies ThreadReply);
+}
+
+// Messages are handled one at a time in arrival order: the session runs one batch at a time, and
+// the main thread's batcher never has more than one in flight per version anyway.
+port.on('message', (request: ThreadRequest) => {
+  void handle(request);
+});
+
+async function handle(request: ThreadRequest): Promise<void> {
+  if (request.type === 'release') {
+    await session?.release();
+    session = undefined;
+    port?.postMessage({ type: 'released' } satisfies ThreadReply);
+    port?.close();
+    return;
+  }
+  if (session === undefined) {
+    port?.postMessage({ type: 'error', id: request.id, message: 'the session is released', modelError: false } satisfies ThreadReply);
+    return;
+  }
+  try {
+    const { rewards, paddedTokens } = await session.run(unflatten(request.ids, request.offsets));
+    const k = rewards[0]?.length ?? 0;
+    const flat = new Float32Array(rewards.length * k);
+    rewards.forEach((r, i) => flat.set(r, i * k));
+    port?.postMessage({ type: 'result', id: request.id, rewards: flat, k, paddedTokens } satisfies ThreadReply, [flat.buffer]);
+  } catch (err) {
+    port?.postMessage({ type: 'error', id: request.id, ...failure(err) } satisfies ThreadReply);
+  }
+}
