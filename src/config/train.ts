@@ -13,7 +13,7 @@ import { DEFAULT_LOSS, GRM_REGULARISERS, LOSS_METHODS, type LossMethod, type Pcr
 import { DEFAULT_OPTIMIZER, type OptimizerConfig } from '../training/loop.js';
 import type { HeadKind } from '../training/model.js';
 import { defaultsOf, type ConfigOf, type DefaultsOf, type OptionTable } from './options.js';
-import { intAtLeast, numberIn, splitFractions } from './parsers.js';
+import { commaList, intAtLeast, numberIn, splitFractions } from './parsers.js';
 
 const HEAD_KINDS = ['linear', 'mlp'] as const satisfies readonly HeadKind[];
 const PCRM_SIMILARITIES = ['length', 'tfidf', 'encoder'] as const satisfies readonly PcrmSimilarity[];
@@ -87,6 +87,22 @@ export const TRAIN_OPTIONS = {
     flags: '--head-dropout <p>', parse: numberIn(0, 0.99),
     help: `dropout before the reward head while training, never in the export (default: ${byMethod('headDropout')})`,
     docs: { default: byMethod('headDropout') },
+  },
+  lora: {
+    rank: {
+      flags: '--lora-rank <r>', default: 0, parse: intAtLeast(0),
+      help: 'train LoRA adapters of this rank and the reward head on frozen base weights, merged into the export (0 = train every weight)',
+    },
+    alpha: {
+      flags: '--lora-alpha <a>', parse: numberIn(Number.MIN_VALUE),
+      help: 'LoRA alpha: the adapters\' path is scaled by alpha/rank, as in PEFT (default: 2 × --lora-rank)', docs: { default: '2 × --lora-rank' },
+    },
+    targets: {
+      flags: '--lora-targets <names>', parse: commaList,
+      help: 'layers that get adapters: q,k,v,o,gate,up,down (Llama, Qwen2, Qwen3; or q_proj, …), c_attn,c_proj,c_fc (GPT-2), or all-linear ' +
+        '(default: q,v; c_attn for GPT-2: PEFT\'s defaults)',
+      docs: { default: 'q,v (GPT-2: c_attn)' },
+    },
   },
   batchSize: { flags: '--batch-size <n>', help: 'preference pairs per step', default: 16, parse: intAtLeast(1) },
   steps: { flags: '--steps <n>', help: 'optimizer steps (the LR schedule\'s length)', default: 1000, parse: intAtLeast(1) },

@@ -5,6 +5,7 @@ import { GraphBuilder, type Value } from './graph/builder.js';
 import { MODEL_OPSET, buildForward, declareParamInputs, lmHeadWeight, parameterSpecs, responseLogProbs, type ModelWeights, type RewardModelConfig } from './model.js';
 import { padBatch, responseTokens } from './batch.js';
 import type { EncodedPair } from './encode.js';
+import { declareLoraParams, loraLinear, type LoraGraph } from './lora.js';
 
 /** Parameters as ORT tensors by name: what the step graph takes and returns. */
 export type ParamTensors = Map<string, ort.Tensor>;
@@ -29,12 +30,16 @@ export class RewardForward {
     private readonly session: ort.InferenceSession,
   ) {}
 
-  static async create(config: RewardModelConfig, sessionOptions: ort.InferenceSession.SessionOptions = {}): Promise<RewardForward> {
+  /**
+   * With `lora`, the graph holds the frozen base weights and takes the adapters and the head (the
+   * step's trained tensors), unmerged: validation scores the adapters exactly as the step runs them.
+   */
+  static async create(config: RewardModelConfig, sessionOptions: ort.InferenceSession.SessionOptions = {}, lora?: LoraGraph): Promise<RewardForward> {
     const b = new GraphBuilder('reward_forward', { opset: MODEL_OPSET });
-    const params = declareParamInputs(b, config);
+    const params = lora ? declareLoraParams(b, config, lora, 'float32').params : declareParamInputs(b, config);
     const ids = b.input('input_ids', 'int64', ['batch', 'seq']);
     const mask = b.input('attention_mask', 'int64', ['batch', 'seq']);
-    b.output(buildForward(b, config, params, ids, mask).rewards, 'logits');
+    b.output(buildForward(b, config, params, ids, mask, lora ? { linear: loraLinear(config, lora.settings) } : {}).rewards, 'logits');
     const session = await ort.InferenceSession.create(b.toModelProto(), { graphOptimizationLevel: 'all', ...sessionOptions });
     return new RewardForward(config, session);
   }

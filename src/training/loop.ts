@@ -14,9 +14,11 @@ import { RewardForward, pairMetrics, scorePairs, tensorsToWeights, weightsToTens
 import type { EncodedPair } from './encode.js';
 import type { LrSchedule } from './graph/optim.js';
 import { lossConfig, lossNeeds, type LossConfig, type LossNeeds } from './losses.js';
-import { dropoutMask, parameterSpecs, seededRandom, type ModelWeights, type RewardModelConfig } from './model.js';
+import { dropoutMask, seededRandom, type ModelWeights, type RewardModelConfig } from './model.js';
 import { padBatch, responseTokens } from './batch.js';
-import { TrainStep, zeroMoments, type StepBatch, type TrainState } from './step.js';
+import { TrainStep, trainedSpecs, zeroMoments, type StepBatch, type TrainState } from './step.js';
+import { initialTrainable, mergeAdapters, type LoraSettings } from './lora.js';
+import type { ParamSpec } from './arch/index.js';
 
 /** A pair ready for the step graph. */
 export interface TrainExample extends EncodedPair {
@@ -54,6 +56,11 @@ export interface LoopOptions {
   loss: LossConfig;
   /** dropout before the reward head while training (GRM's head); 0 = none */
   headDropout?: number;
+  /**
+   * Train LoRA adapters and the head on the initial weights, frozen (lora.ts): the state and the
+   * checkpoints then hold those alone, and the result's weights are merged.
+   */
+  lora?: LoraSettings;
   optimizer: OptimizerConfig;
   /** total optimizer steps (the LR schedule's length) */
   steps: number;
@@ -130,7 +137,7 @@ export interface EvalRecord extends PairMetrics {
 }
 
 export interface LoopResult {
-  /** weights of the best validation accuracy (the last weights when there is no validation set) */
+  /** weights of the best validation accuracy (the last weights when there is no validation set); with LoRA, merged */
   best: ModelWeights;
   bestStep: number;
   bestValidation: PairMetrics | undefined;
@@ -207,13 +214,17 @@ export function makeStepBatch(
   return batch;
 }
 
+function tensorsOf(specs: readonly ParamSpec[], weights: ModelWeights): ParamTensors {
+  return new Map(specs.map((s) => [s.name, new ort.Tensor('float32', weights.get(s.name) as Float32Array, s.shape)]));
+}
+
 function toParams(tensors: ParamTensors): Map<string, Param> {
   return new Map([...tensors].map(([name, t]) => [name, { shape: t.dims.slice(), data: t.data as Float32Array }]));
 }
 
-function fromParams(c: RewardModelConfig, params: Map<string, Param>, what: string): ParamTensors {
+function fromParams(specs: readonly ParamSpec[], params: Map<string, Param>, what: string): ParamTensors {
   return new Map(
-    parameterSpecs(c).map((s) => {
+    specs.map((s) => {
       const p = params.get(s.name);
       if (p === undefined) throw new Error(`${what} has no ${s.name}`);
       if (p.shape.join() !== s.shape.join()) throw new Error(`${what}: ${s.name} has shape [${p.shape}], the model needs [${s.shape}]`);
@@ -224,7 +235,7 @@ function fromParams(c: RewardModelConfig, params: Map<string, Param>, what: stri
 
 // Everything that decides the trajectory, by the option a user would change to alter it: a resume
 // that differs in any of these would silently train a model that neither run describes.
-export function loopSettings(options: Pick<LoopOptions, 'model' | 'loss' | 'headDropout' | 'optimizer' | 'steps' | 'batchSize' | 'seed' | 'settings'>): Record<string, unknown> {
+export function loopSettings(options: Pick<LoopOptions, 'model' | 'loss' | 'headDropout' | 'lora' | 'optimizer' | 'steps' | 'batchSize' | 'seed' | 'settings'>): Record<string, unknown> {
   const o = options.optimizer;
   const l = lossConfig(options.loss);
   const m = options.model;
@@ -238,6 +249,9 @@ export function loopSettings(options: Pick<LoopOptions, 'model' | 'loss' | 'head
     '--similarity-encoder': l.pcrm.encoder ?? null,
     '--haf-rm-ratio': l.haf.rmRatio, '--haf-dpo-ratio': l.haf.dpoRatio, '--haf-beta': l.haf.beta,
     '--grm-alpha': l.grm.alpha, '--grm-beta': l.grm.beta, '--grm-reg': l.grm.reg,
+    // The rank always, so that a full-model checkpoint is refused for a LoRA run and the reverse.
+    '--lora-rank': options.lora?.rank ?? 0,
+    ...(options.lora ? { '--lora-alpha': options.lora.alpha, '--lora-targets': options.lora.targets.join(',') } : {}),
     ...modelSettings(m),
   };
 }
@@ -330,6 +344,8 @@ interface LoopContext {
   /** the validation forward graph; undefined without validation pairs */
   forward: RewardForward | undefined;
   needs: LossNeeds;
+  /** the model's full weights for trained ones: themselves, or with LoRA merged into the frozen initial weights */
+  fullWeights(trained: ParamTensors): ModelWeights;
   /** per training pair, its longer row: what the batches are bucketed by */
   lengths: number[];
   /** batches per epoch */
@@ -397,8 +413,9 @@ async function runSteps(options: LoopOptions, data: LoopData, init: ModelWeights
   if (data.train.length === 0) throw new Error('no training pairs');
   mkdirSync(options.checkpointDir, { recursive: true });
   const settings = loopSettings(options);
-  const start = options.resume ? resumeStart(options, options.resume, settings, log) : freshStart(options, init);
-  const ctx = await loopContext(options, data, padId, settings, start.train.step, log);
+  const trained = trainedSpecs(options.model, options.lora ? { settings: options.lora } : undefined);
+  const start = options.resume ? resumeStart(options, trained, options.resume, settings, log) : freshStart(options, trained, init);
+  const ctx = await loopContext(options, data, init, padId, settings, start.train.step, log);
   const state: LoopState = {
     ...start, epoch: -1, batches: [], lastValidation: undefined, steps: [], evals: [], runTokens: 0, runSeconds: 0, emaLoss: undefined,
   };
@@ -422,10 +439,11 @@ async function runSteps(options: LoopOptions, data: LoopData, init: ModelWeights
   return loopResult(ctx, state, interrupted);
 }
 
-/** Step 0: the initial weights, zero moments, no best yet, an empty metrics log. */
-function freshStart(options: LoopOptions, init: ModelWeights): LoopStart {
+/** Step 0: the initial weights (with LoRA: fresh adapters and the initial head), zero moments, no best yet, an empty metrics log. */
+function freshStart(options: LoopOptions, trained: readonly ParamSpec[], init: ModelWeights): LoopStart {
   startMetricsLog(options, undefined);
-  const params = weightsToTensors(options.model, init);
+  const { model, lora } = options;
+  const params = lora ? tensorsOf(trained, initialTrainable(model, lora, init, options.seed)) : weightsToTensors(model, init);
   return {
     train: { params, m: zeroMoments(params), v: zeroMoments(params), step: 0 },
     best: { bestStep: 0, bestAccuracy: null, bestValidation: null },
@@ -438,8 +456,7 @@ function freshStart(options: LoopOptions, init: ModelWeights): LoopStart {
  * The checkpoint's step, weights, moments and best so far, refused when it was written with
  * other settings; the metrics log cut back to the checkpoint's step.
  */
-function resumeStart(options: LoopOptions, path: string, settings: Record<string, unknown>, log: Log): LoopStart {
-  const { model } = options;
+function resumeStart(options: LoopOptions, trained: readonly ParamSpec[], path: string, settings: Record<string, unknown>, log: Log): LoopStart {
   const ckpt = loadCheckpoint(path);
   if (!ckpt.adam) throw new Error(`${path} holds weights only; resuming needs the optimizer moments`);
   const saved = (ckpt.state.settings as Record<string, unknown> | undefined) ?? legacySettings(ckpt.state);
@@ -448,7 +465,7 @@ function resumeStart(options: LoopOptions, path: string, settings: Record<string
     throw new Error(`--resume ${path}: the checkpoint was written with ${differ.join(', ')}; resume with the options of the run it continues, or start a new run without --resume`);
   }
   const train: TrainState = {
-    params: fromParams(model, ckpt.params, path), m: fromParams(model, ckpt.adam.m, path), v: fromParams(model, ckpt.adam.v, path), step: ckpt.step,
+    params: fromParams(trained, ckpt.params, path), m: fromParams(trained, ckpt.adam.m, path), v: fromParams(trained, ckpt.adam.v, path), step: ckpt.step,
   };
   const best: BestSoFar = {
     bestStep: Number(ckpt.state.bestStep ?? 0),
@@ -461,7 +478,7 @@ function resumeStart(options: LoopOptions, path: string, settings: Record<string
     // best.safetensors is written just before last.safetensors: after a kill between the two it
     // holds a later step than this checkpoint knows of, which the resumed run reaches again.
     const savedBest = loadCheckpoint(bestFile);
-    if (savedBest.step === best.bestStep) bestParams = fromParams(model, savedBest.params, bestFile);
+    if (savedBest.step === best.bestStep) bestParams = fromParams(trained, savedBest.params, bestFile);
   }
   const evalLogged = startMetricsLog(options, train.step);
   log(`resumed from ${path} at step ${train.step}`);
@@ -488,9 +505,11 @@ function startMetricsLog(options: LoopOptions, resumeStep: number | undefined): 
 
 /** The step graph (with the LR schedule), the validation graph, and the run's fixed quantities. */
 async function loopContext(
-  options: LoopOptions, data: LoopData, padId: number, settings: Record<string, unknown>, firstStep: number, log: Log,
+  options: LoopOptions, data: LoopData, init: ModelWeights, padId: number, settings: Record<string, unknown>, firstStep: number, log: Log,
 ): Promise<LoopContext> {
-  const { model, steps, optimizer } = options;
+  const { model, steps, optimizer, lora } = options;
+  // The initial weights are LoRA's frozen base: the step and validation graphs hold them.
+  const loraGraph = lora ? { settings: lora, base: init } : undefined;
   const schedule: LrSchedule = {
     peakLr: optimizer.lr,
     warmupSteps: optimizer.warmup,
@@ -506,14 +525,16 @@ async function loopContext(
       weightDecay: optimizer.weightDecay, maxGradNorm: optimizer.clip,
     },
     schedule,
+    ...(loraGraph ? { lora: loraGraph } : {}),
   }, options.session);
-  const forward = data.validation.length > 0 ? await RewardForward.create(model, options.session) : undefined;
+  const forward = data.validation.length > 0 ? await RewardForward.create(model, options.session, loraGraph) : undefined;
   return {
     options, data, padId, log, settings,
     lastPath: join(options.checkpointDir, 'last.safetensors'),
     bestPath: join(options.checkpointDir, 'best.safetensors'),
     trainStep, forward,
     needs: lossNeeds(options.loss),
+    fullWeights: (p) => (lora ? mergeAdapters(model, lora, init, tensorsToWeights(p)) : tensorsToWeights(p)),
     lengths: data.train.map((e) => Math.max(e.chosen.length, e.rejected.length)),
     perEpoch: Math.ceil(data.train.length / options.batchSize),
     stopAt: Math.min(steps, options.stopAfter ?? steps),
@@ -618,10 +639,10 @@ function appendRecord(ctx: LoopContext, record: StepRecord | EvalRecord): void {
 
 /** The kept weights (the best validation's; the last without one in this run or the resumed one) and the run's records. */
 function loopResult(ctx: LoopContext, state: LoopState, interrupted: boolean): LoopResult {
-  const last = tensorsToWeights(state.train.params);
+  const last = ctx.fullWeights(state.train.params);
   const { bestParams } = state;
   return {
-    best: bestParams ? tensorsToWeights(bestParams) : last,
+    best: bestParams ? ctx.fullWeights(bestParams) : last,
     bestStep: bestParams ? state.best.bestStep : state.train.step,
     bestValidation: bestParams ? state.best.bestValidation ?? undefined : state.lastValidation,
     last,

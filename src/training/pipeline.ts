@@ -26,6 +26,7 @@ import { trainLoop, type LoopProgress, type LoopResult, type TrainExample } from
 import { defaultModelConfig, initFromPretrained, initWeights, parameterCount, validateModelConfig, type ModelWeights, type RewardModelConfig } from './model.js';
 import { pretrainedStart, readFolderTokenizer, withCheckpointTokenizer } from './hf-checkpoint.js';
 import { splitByPrompt, type Splits } from './split.js';
+import { loraSummary, resolveLora } from './lora.js';
 import { trainLm, type LmExample, type LmLoopResult } from './sft.js';
 import { writeCausalLmFolder } from './causal-lm-export.js';
 import {
@@ -227,6 +228,8 @@ export async function runSftTraining(options: TrainRunOptions): Promise<SftRunRe
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   if (o.loss.method !== 'sft') throw new Error(`runSftTraining runs --method sft, not ${o.loss.method}`);
   if (o.resume) throw new Error('--method sft has no --resume (the phase keeps no optimizer checkpoint); run it again');
+  // Its export is a full causal-LM folder; LoRA is for the reward run that starts from it.
+  if (o.lora.rank > 0) throw new Error('--lora-rank trains reward-model adapters; --method sft trains every weight of the LM');
   if (o.data.length === 0) throw new Error('give at least one --data file');
 
   const data = await readData(o.data, log);
@@ -436,8 +439,11 @@ async function runLoop(
   // The log grows beside the checkpoints and goes into the model folder with the export: --out
   // holds the previous version untouched until the new one replaces it whole.
   const metricsPath = join(checkpointDir, 'train-metrics.jsonl');
+  const lora = resolveLora(model.config, o.lora);
+  if (lora) log(loraSummary(model.config, lora));
   const loop = await trainLoop({
-    model: model.config, loss: o.loss, headDropout: o.headDropout, optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
+    model: model.config, loss: o.loss, headDropout: o.headDropout, ...(lora ? { lora } : {}),
+    optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
     evalEvery: o.evalEvery, seed: o.seed, checkpointDir,
     metricsPath, resume: o.resume, stopAfter: o.stopAfter,
     ...(o.resume ? { resumeMetricsPath: resumeMetrics(o.resume, o.out) } : {}),
@@ -593,6 +599,7 @@ async function exportFolder(o: RunConfig, input: ExportInput, log: Log): Promise
 
 /** The manifest's `provenance`: what the model was trained from and how. */
 function provenance(o: RunConfig, input: ExportInput): Record<string, unknown> {
+  const lora = resolveLora(input.config, o.lora);
   return {
     data: input.data,
     split: { method: 'sha256 of the prompt', ...o.split },
@@ -604,6 +611,8 @@ function provenance(o: RunConfig, input: ExportInput): Record<string, unknown> {
     loss: lossConfig(o.loss),
     head_dropout: o.headDropout,
     zero_head: o.zeroHead,
+    // The adapters' settings; model.onnx holds them merged (W + alpha/rank·A·B).
+    ...(lora ? { lora: { ...lora, merged: true } } : {}),
     optimizer: o.optimizer,
     steps: o.steps,
     batch_size: o.batchSize,

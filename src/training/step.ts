@@ -3,12 +3,16 @@
 // schedule (graph/optim.ts). Built once per run with dynamic batch and sequence axes, so every
 // mini-batch shape runs through the same session; parameters and moments go in as inputs and
 // come out as outputs, and the loop feeds each step's outputs to the next without copying.
+// With LoRA (lora.ts) the frozen weights are initializers of the graph and only the adapters and
+// the reward head (and their moments) are inputs and outputs.
 import * as ort from 'onnxruntime-node';
 import { gradients } from './graph/autodiff.js';
 import { GraphBuilder, type DType, type Value } from './graph/builder.js';
 import { addOptimizerStep, type AdamWOptions, type LrSchedule } from './graph/optim.js';
 import { lossFor, lossNeeds, type LossConfig } from './losses.js';
-import { MODEL_OPSET, buildForward, declareParamInputs, lmHeadWeight, parameterSpecs, responseLogProbs, type RewardModelConfig } from './model.js';
+import { MODEL_OPSET, buildForward, declareParamInputs, lmHeadWeight, parameterSpecs, responseLogProbs, type ParamSpec, type RewardModelConfig } from './model.js';
+import { declareLoraParams, loraLinear, trainableSpecs, type LoraGraph } from './lora.js';
+import type { LinearLayer } from './arch/layers.js';
 import type { ParamTensors } from './evaluate.js';
 
 /**
@@ -41,7 +45,7 @@ function halves(b: GraphBuilder, rows: Value): { chosen: Value; rejected: Value 
 
 export function addPairLoss(
   b: GraphBuilder, c: RewardModelConfig, params: Map<string, Value>, loss: LossConfig, dtype: DType,
-  options: { headDropout?: boolean } = {},
+  options: { headDropout?: boolean; linear?: LinearLayer } = {},
 ): PairLoss {
   const needs = lossNeeds(loss);
   const ids = b.input('input_ids', 'int64', ['rows', 'seq']);
@@ -58,7 +62,9 @@ export function addPairLoss(
     : undefined;
   const refLogp = needs.reference ? b.input('ref_logp', dtype, ['rows']) : undefined;
   const headMask = options.headDropout ? b.input('head_mask', dtype, ['rows', c.dModel]) : undefined;
-  const { rewards, hidden } = buildForward(b, c, params, ids, mask, { lmHidden: needs.logp, ...(headMask ? { headMask } : {}) }); // [2P,K], [2P,T,C]
+  const { rewards, hidden } = buildForward(b, c, params, ids, mask, {
+    lmHidden: needs.logp, ...(headMask ? { headMask } : {}), ...(options.linear ? { linear: options.linear } : {}),
+  }); //                                                                      [2P,K], [2P,T,C]
   const byHalf = b.reshape(rewards, [2, -1, c.numObjectives]); //             [2,P,K]
   const column = (half: number): Value => {
     const r = b.op('Gather', [byHalf, b.scalar('int64', half)], { axis: 0 }, { shape: ['pairs', c.numObjectives] }); // [P,K]
@@ -87,15 +93,29 @@ export interface StepGraphOptions {
   headDropout?: boolean;
   optimizer: AdamWOptions;
   schedule: LrSchedule;
+  /** train LoRA adapters and the head on the frozen base weights, which the graph holds */
+  lora?: LoraGraph;
+}
+
+/** A graph's parameters: all of them as inputs, or with LoRA the frozen ones as initializers; and the trained ones. */
+function stepParams(
+  b: GraphBuilder, config: RewardModelConfig, lora: LoraGraph | undefined, dtype: DType,
+): { params: Map<string, Value>; trainable: ParamSpec[]; linear?: LinearLayer } {
+  if (!lora) return { params: declareParamInputs(b, config, dtype), trainable: parameterSpecs(config) };
+  return { ...declareLoraParams(b, config, lora, dtype), linear: loraLinear(config, lora.settings) };
+}
+
+/** The parameters a step graph takes and updates, in its input order. */
+export function trainedSpecs(config: RewardModelConfig, lora: Pick<LoraGraph, 'settings'> | undefined): ParamSpec[] {
+  return lora ? trainableSpecs(config, lora.settings) : parameterSpecs(config);
 }
 
 /** The whole step: outputs `<param>.next`, `adam_m.<param>.next`, `adam_v.<param>.next`, loss, terms, rewards, grad_norm, lr_used. */
 export function buildStepGraph(options: StepGraphOptions): Uint8Array {
   const { config } = options;
   const b = new GraphBuilder('reward_train_step', { opset: MODEL_OPSET });
-  const params = declareParamInputs(b, config);
-  const pl = addPairLoss(b, config, params, options.loss, 'float32', { headDropout: options.headDropout === true });
-  const specs = parameterSpecs(config);
+  const { params, trainable: specs, linear } = stepParams(b, config, options.lora, 'float32');
+  const pl = addPairLoss(b, config, params, options.loss, 'float32', { headDropout: options.headDropout === true, ...(linear ? { linear } : {}) });
   const grads = gradients(b, pl.loss, specs.map((s) => params.get(s.name) as Value));
   addOptimizerStep(b, specs.map((s) => ({ value: params.get(s.name) as Value, decay: s.decay })), grads, {
     ...options.optimizer,
@@ -108,12 +128,11 @@ export function buildStepGraph(options: StepGraphOptions): Uint8Array {
   return b.toModelProto({ docString: 'rmserve training step: forward, loss, backward, AdamW' });
 }
 
-/** Loss and its gradient with respect to every parameter, without the update (gradient checks). */
-export function buildLossGradGraph(config: RewardModelConfig, loss: LossConfig, dtype: DType, opset = MODEL_OPSET): Uint8Array {
+/** Loss and its gradient with respect to every trained parameter, without the update (gradient checks). */
+export function buildLossGradGraph(config: RewardModelConfig, loss: LossConfig, dtype: DType, opset = MODEL_OPSET, lora?: LoraGraph): Uint8Array {
   const b = new GraphBuilder('reward_loss_grad', { opset });
-  const params = declareParamInputs(b, config, dtype);
-  const pl = addPairLoss(b, config, params, loss, dtype);
-  const specs = parameterSpecs(config);
+  const { params, trainable: specs, linear } = stepParams(b, config, lora, dtype);
+  const pl = addPairLoss(b, config, params, loss, dtype, linear ? { linear } : {});
   const grads = gradients(b, pl.loss, specs.map((s) => params.get(s.name) as Value));
   b.output(pl.loss, 'loss');
   for (const s of specs) b.output(grads.get(s.name) as Value, `grad.${s.name}`);
@@ -145,6 +164,7 @@ export interface StepResult {
 
 /** Optimizer state the loop carries between steps (and checkpoints). */
 export interface TrainState {
+  /** the trained parameters: all of the model's, or with LoRA the adapters and the head */
   params: ParamTensors;
   m: ParamTensors;
   v: ParamTensors;
@@ -163,14 +183,15 @@ export class TrainStep {
   private constructor(
     readonly config: RewardModelConfig,
     private readonly session: ort.InferenceSession,
+    trained: ParamSpec[],
   ) {
-    this.names = parameterSpecs(config).map((s) => s.name);
+    this.names = trained.map((s) => s.name);
     this.fetches = [...session.outputNames];
   }
 
   static async create(options: StepGraphOptions, sessionOptions: ort.InferenceSession.SessionOptions = {}): Promise<TrainStep> {
     const session = await ort.InferenceSession.create(buildStepGraph(options), { graphOptimizationLevel: 'all', ...sessionOptions });
-    return new TrainStep(options.config, session);
+    return new TrainStep(options.config, session, trainedSpecs(options.config, options.lora));
   }
 
   /** Runs one step and advances `state` in place to the updated parameters and moments. */
