@@ -104,7 +104,11 @@ export const TRAIN_OPTIONS = {
       docs: { default: 'q,v (GPT-2: c_attn)' },
     },
   },
-  batchSize: { flags: '--batch-size <n>', help: 'preference pairs per step', default: 16, parse: intAtLeast(1) },
+  batchSize: { flags: '--batch-size <n>', help: 'preference pairs per step (per micro-batch with --grad-accum)', default: 16, parse: intAtLeast(1) },
+  gradAccum: {
+    flags: '--grad-accum <n>', default: 1, parse: intAtLeast(1),
+    help: 'micro-batches of --batch-size pairs per optimizer step, gradients averaged over all their pairs as one batch of n × --batch-size',
+  },
   steps: { flags: '--steps <n>', help: 'optimizer steps (the LR schedule\'s length)', default: 1000, parse: intAtLeast(1) },
   optimizer: {
     lr: { flags: '--lr <x>', help: 'peak learning rate', default: DEFAULT_OPTIMIZER.lr, parse: numberIn(0) },

@@ -16,7 +16,7 @@ import type { LrSchedule } from './graph/optim.js';
 import { lossConfig, lossNeeds, type LossConfig, type LossNeeds } from './losses.js';
 import { dropoutMask, seededRandom, type ModelWeights, type RewardModelConfig } from './model.js';
 import { padBatch, responseTokens } from './batch.js';
-import { TrainStep, trainedSpecs, zeroMoments, type StepBatch, type TrainState } from './step.js';
+import { AccumulatingStep, TrainStep, trainedSpecs, zeroMoments, type StepBatch, type StepGraphOptions, type StepResult, type TrainState } from './step.js';
 import { initialTrainable, mergeAdapters, type LoraSettings } from './lora.js';
 import type { ParamSpec } from './arch/index.js';
 
@@ -64,8 +64,10 @@ export interface LoopOptions {
   optimizer: OptimizerConfig;
   /** total optimizer steps (the LR schedule's length) */
   steps: number;
-  /** pairs per step */
+  /** pairs per micro-batch (per step without accumulation) */
   batchSize: number;
+  /** micro-batches per optimizer step, their gradients averaged over all their pairs (step.ts); default 1 */
+  gradAccum?: number;
   /** validate every this many steps (and at the end); 0 = only at the end */
   evalEvery: number;
   seed: number;
@@ -235,13 +237,13 @@ function fromParams(specs: readonly ParamSpec[], params: Map<string, Param>, wha
 
 // Everything that decides the trajectory, by the option a user would change to alter it: a resume
 // that differs in any of these would silently train a model that neither run describes.
-export function loopSettings(options: Pick<LoopOptions, 'model' | 'loss' | 'headDropout' | 'lora' | 'optimizer' | 'steps' | 'batchSize' | 'seed' | 'settings'>): Record<string, unknown> {
+export function loopSettings(options: Pick<LoopOptions, 'model' | 'loss' | 'headDropout' | 'lora' | 'optimizer' | 'steps' | 'batchSize' | 'gradAccum' | 'seed' | 'settings'>): Record<string, unknown> {
   const o = options.optimizer;
   const l = lossConfig(options.loss);
   const m = options.model;
   return {
     ...options.settings,
-    '--seed': options.seed, '--steps': options.steps, '--batch-size': options.batchSize, '--head-dropout': options.headDropout ?? 0,
+    '--seed': options.seed, '--steps': options.steps, '--batch-size': options.batchSize, '--grad-accum': options.gradAccum ?? 1, '--head-dropout': options.headDropout ?? 0,
     '--lr': o.lr, '--warmup': o.warmup, '--min-lr-ratio': o.minLrRatio, '--weight-decay': o.weightDecay, '--clip': o.clip,
     '--beta1': o.beta1, '--beta2': o.beta2, 'AdamW eps': o.eps,
     '--method': l.method, '--margin/--no-margin': l.margin, '--centering': l.centering, '--label-smoothing': l.labelSmoothing,
@@ -340,7 +342,8 @@ interface LoopContext {
   settings: Record<string, unknown>;
   lastPath: string;
   bestPath: string;
-  trainStep: TrainStep;
+  /** the step graph, or with --grad-accum > 1 the accumulation and update graphs */
+  trainStep: TrainStep | AccumulatingStep;
   /** the validation forward graph; undefined without validation pairs */
   forward: RewardForward | undefined;
   needs: LossNeeds;
@@ -348,8 +351,10 @@ interface LoopContext {
   fullWeights(trained: ParamTensors): ModelWeights;
   /** per training pair, its longer row: what the batches are bucketed by */
   lengths: number[];
-  /** batches per epoch */
+  /** (micro-)batches per epoch */
   perEpoch: number;
+  /** micro-batches per optimizer step */
+  gradAccum: number;
   /** the step this run ends at (`steps`, or `stopAfter`) */
   stopAt: number;
   /** the step this run started from */
@@ -516,7 +521,7 @@ async function loopContext(
     totalSteps: steps,
     minLr: optimizer.lr * optimizer.minLrRatio,
   };
-  const trainStep = await TrainStep.create({
+  const stepOptions: StepGraphOptions = {
     config: model,
     loss: options.loss,
     headDropout: (options.headDropout ?? 0) > 0,
@@ -526,7 +531,10 @@ async function loopContext(
     },
     schedule,
     ...(loraGraph ? { lora: loraGraph } : {}),
-  }, options.session);
+  };
+  const gradAccum = options.gradAccum ?? 1;
+  // One micro-batch keeps the single fused step graph (and its graph, byte for byte).
+  const trainStep = gradAccum > 1 ? await AccumulatingStep.create(stepOptions, options.session) : await TrainStep.create(stepOptions, options.session);
   const forward = data.validation.length > 0 ? await RewardForward.create(model, options.session, loraGraph) : undefined;
   return {
     options, data, padId, log, settings,
@@ -537,26 +545,34 @@ async function loopContext(
     fullWeights: (p) => (lora ? mergeAdapters(model, lora, init, tensorsToWeights(p)) : tensorsToWeights(p)),
     lengths: data.train.map((e) => Math.max(e.chosen.length, e.rejected.length)),
     perEpoch: Math.ceil(data.train.length / options.batchSize),
+    gradAccum,
     stopAt: Math.min(steps, options.stopAfter ?? steps),
     firstStep,
     progress: options.progress === false ? undefined : options.progress,
   };
 }
 
-/** One optimizer step on the next batch: run the step graph, log the step, tell the progress display. */
+/**
+ * One optimizer step on the next batch (the next --grad-accum micro-batches): run the step
+ * graph(s), log the step, tell the progress display.
+ */
 async function runOneStep(ctx: LoopContext, state: LoopState): Promise<void> {
-  const examples = nextBatchExamples(ctx, state);
-  const batch = stepBatch(ctx, examples, state.train.step);
+  // Micro-batch k of the run is batch k of the epochs' orders, so a resumed run (step·n) takes the same ones.
+  const micro = Array.from({ length: ctx.gradAccum }, (_, j) => state.train.step * ctx.gradAccum + j);
+  const parts = micro.map((k) => nextBatchExamples(ctx, state, k));
+  const batches = parts.map((examples, j) => stepBatch(ctx, examples, micro[j] as number));
+  const examples = parts.flat();
   const t0 = performance.now();
-  const result = await ctx.trainStep.run(state.train, batch);
+  const result = await runStep(ctx.trainStep, state.train, batches);
   const seconds = (performance.now() - t0) / 1000;
-  state.runTokens += batch.tokens;
+  const tokens = batches.reduce((n, b) => n + b.tokens, 0);
+  state.runTokens += tokens;
   state.runSeconds += seconds;
   let correct = 0;
   for (let i = 0; i < examples.length; i++) correct += (result.chosen[i] as number) > (result.rejected[i] as number) ? 1 : 0;
   const rec: StepRecord = {
     kind: 'train', split: 'train', step: state.train.step, loss: result.loss, accuracy: correct / examples.length, grad_norm: result.gradNorm,
-    lr: result.lr, pairs: examples.length, tokens: batch.tokens, padded_tokens: batch.paddedTokens, seconds, terms: result.terms,
+    lr: result.lr, pairs: examples.length, tokens, padded_tokens: batches.reduce((n, b) => n + b.paddedTokens, 0), seconds, terms: result.terms,
   };
   if (!Number.isFinite(result.loss)) throw new Error(`loss is ${result.loss} at step ${state.train.step}; lower --lr or enable --clip`);
   state.steps.push(rec);
@@ -567,17 +583,22 @@ async function runOneStep(ctx: LoopContext, state: LoopState): Promise<void> {
   });
 }
 
-/** The training pairs of the batch the current step takes (the epoch's order drawn when a new epoch begins). */
-function nextBatchExamples(ctx: LoopContext, state: LoopState): TrainExample[] {
-  const epoch = Math.floor(state.train.step / ctx.perEpoch);
+/** The step graph(s) on the step's micro-batches: one fused graph for one, accumulation and an update for more. */
+function runStep(step: TrainStep | AccumulatingStep, state: TrainState, batches: readonly StepBatch[]): Promise<StepResult> {
+  return step instanceof AccumulatingStep ? step.run(state, batches) : step.run(state, batches[0] as StepBatch);
+}
+
+/** The training pairs of (micro-)batch `k` of the run (the epoch's order drawn when a new epoch begins). */
+function nextBatchExamples(ctx: LoopContext, state: LoopState, k: number): TrainExample[] {
+  const epoch = Math.floor(k / ctx.perEpoch);
   if (epoch !== state.epoch) {
     state.epoch = epoch;
     state.batches = epochBatches(ctx.lengths, ctx.options.batchSize, ctx.options.seed, epoch);
   }
-  return (state.batches[state.train.step % ctx.perEpoch] as number[]).map((i) => ctx.data.train[i] as TrainExample);
+  return (state.batches[k % ctx.perEpoch] as number[]).map((i) => ctx.data.train[i] as TrainExample);
 }
 
-/** The step graph's inputs for these pairs, with the head-dropout mask of this step when --head-dropout is on. */
+/** The step graph's inputs for these pairs, with the head-dropout mask of (micro-)batch `step` when --head-dropout is on. */
 function stepBatch(ctx: LoopContext, examples: readonly TrainExample[], step: number): ReturnType<typeof makeStepBatch> {
   const { model, headDropout = 0, seed } = ctx.options;
   const batch = makeStepBatch(examples, model.numObjectives, ctx.padId, ctx.needs);

@@ -230,6 +230,7 @@ export async function runSftTraining(options: TrainRunOptions): Promise<SftRunRe
   if (o.resume) throw new Error('--method sft has no --resume (the phase keeps no optimizer checkpoint); run it again');
   // Its export is a full causal-LM folder; LoRA is for the reward run that starts from it.
   if (o.lora.rank > 0) throw new Error('--lora-rank trains reward-model adapters; --method sft trains every weight of the LM');
+  if (o.gradAccum > 1) throw new Error('--grad-accum is not implemented for --method sft: raise --batch-size instead');
   if (o.data.length === 0) throw new Error('give at least one --data file');
 
   const data = await readData(o.data, log);
@@ -443,7 +444,7 @@ async function runLoop(
   if (lora) log(loraSummary(model.config, lora));
   const loop = await trainLoop({
     model: model.config, loss: o.loss, headDropout: o.headDropout, ...(lora ? { lora } : {}),
-    optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize,
+    optimizer: o.optimizer, steps: o.steps, batchSize: o.batchSize, gradAccum: o.gradAccum,
     evalEvery: o.evalEvery, seed: o.seed, checkpointDir,
     metricsPath, resume: o.resume, stopAfter: o.stopAfter,
     ...(o.resume ? { resumeMetricsPath: resumeMetrics(o.resume, o.out) } : {}),
@@ -616,6 +617,7 @@ function provenance(o: RunConfig, input: ExportInput): Record<string, unknown> {
     optimizer: o.optimizer,
     steps: o.steps,
     batch_size: o.batchSize,
+    ...(o.gradAccum > 1 ? { grad_accum: o.gradAccum } : {}),
     seed: o.seed,
     git_commit: gitCommit() ?? null,
     command: o.command ?? null,

@@ -196,33 +196,15 @@ export class TrainStep {
 
   /** Runs one step and advances `state` in place to the updated parameters and moments. */
   async run(state: TrainState, batch: StepBatch): Promise<StepResult> {
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: batch.inputIds,
-      attention_mask: batch.attentionMask,
-      margin: batch.margin,
-      objective: batch.objective,
-      step: new ort.Tensor('int64', BigInt64Array.of(BigInt(state.step + 1)), []),
-    };
-    const extra: [string, ort.Tensor | undefined][] = [
-      ['delta_star', batch.deltaStar], ['lm_positions', batch.lmPositions], ['lm_targets', batch.lmTargets], ['lm_segments', batch.lmSegments], ['ref_logp', batch.refLogp], ['head_mask', batch.headMask],
-    ];
-    for (const [name, t] of extra) {
-      if (!this.session.inputNames.includes(name)) continue;
-      if (t === undefined) throw new Error(`the step graph takes ${name}, which the batch lacks`);
-      feeds[name] = t;
-    }
+    const feeds = batchFeeds(this.session, batch);
+    feeds.step = stepTensor(state);
     for (const name of this.names) {
       feeds[name] = state.params.get(name) as ort.Tensor;
       feeds[`adam_m.${name}`] = state.m.get(name) as ort.Tensor;
       feeds[`adam_v.${name}`] = state.v.get(name) as ort.Tensor;
     }
     const out = await this.session.run(feeds, this.fetches);
-    for (const name of this.names) {
-      state.params.set(name, out[`${name}.next`] as ort.Tensor);
-      state.m.set(name, out[`adam_m.${name}.next`] as ort.Tensor);
-      state.v.set(name, out[`adam_v.${name}.next`] as ort.Tensor);
-    }
-    state.step += 1;
+    advance(state, this.names, out);
     const scalar = (name: string): number => (out[name] as ort.Tensor).data[0] as number;
     const terms: Record<string, number> = {};
     for (const name of this.fetches) if (name.startsWith('loss.')) terms[name.slice(5)] = scalar(name);
@@ -238,5 +220,157 @@ export class TrainStep {
 
   async release(): Promise<void> {
     await this.session.release();
+  }
+}
+
+/** The batch's tensors under the names of the inputs `session`'s graph takes (the losses' extras only where it takes them). */
+function batchFeeds(session: ort.InferenceSession, batch: StepBatch): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: batch.inputIds,
+    attention_mask: batch.attentionMask,
+    margin: batch.margin,
+    objective: batch.objective,
+  };
+  const extra: [string, ort.Tensor | undefined][] = [
+    ['delta_star', batch.deltaStar], ['lm_positions', batch.lmPositions], ['lm_targets', batch.lmTargets], ['lm_segments', batch.lmSegments], ['ref_logp', batch.refLogp], ['head_mask', batch.headMask],
+  ];
+  for (const [name, t] of extra) {
+    if (!session.inputNames.includes(name)) continue;
+    if (t === undefined) throw new Error(`the step graph takes ${name}, which the batch lacks`);
+    feeds[name] = t;
+  }
+  return feeds;
+}
+
+/** The 1-based number of the optimizer step about to run: AdamW's bias corrections and the LR schedule read it. */
+function stepTensor(state: TrainState): ort.Tensor {
+  return new ort.Tensor('int64', BigInt64Array.of(BigInt(state.step + 1)), []);
+}
+
+/** The updated parameters and moments of an optimizer step's outputs into `state`, one step on. */
+function advance(state: TrainState, names: readonly string[], out: ort.InferenceSession.OnnxValueMapType): void {
+  for (const name of names) {
+    state.params.set(name, out[`${name}.next`] as ort.Tensor);
+    state.m.set(name, out[`adam_m.${name}.next`] as ort.Tensor);
+    state.v.set(name, out[`adam_v.${name}.next`] as ort.Tensor);
+  }
+  state.step += 1;
+}
+
+// ---- gradient accumulation (--grad-accum n)
+//
+// One optimizer step over n micro-batches is n + 1 runs of two graphs. The accumulation graph is
+// the step graph's first half — forward, loss, backward — on one micro-batch; it adds
+// (P_i / P)·∇L_i to an accumulator it takes as `grad_acc.<p>` and returns as `grad_acc.<p>.next`
+// (P_i the micro-batch's pairs, P all n micro-batches' pairs). Every loss is a mean over its pairs,
+// L_i = (1/P_i)·Σ_{pairs of i} ℓ, so Σ_i (P_i/P)·∇L_i = ∇[(1/P)·Σ_{all pairs} ℓ]: the gradient of one
+// batch of all P pairs, whatever the micro-batches' sizes (an epoch's last batch may be short).
+// The update graph is the step graph's second half on that gradient: clipping to the global
+// norm, AdamW and the LR schedule, once per optimizer step, from the optimizer step number.
+
+/** The forward, the loss and its gradient on one micro-batch, accumulated (see above). */
+export function buildAccumulateGraph(options: Omit<StepGraphOptions, 'optimizer' | 'schedule'>): Uint8Array {
+  const { config } = options;
+  const b = new GraphBuilder('reward_accumulate', { opset: MODEL_OPSET });
+  const { params, trainable, linear } = stepParams(b, config, options.lora, 'float32');
+  const pl = addPairLoss(b, config, params, options.loss, 'float32', { headDropout: options.headDropout === true, ...(linear ? { linear } : {}) });
+  const grads = gradients(b, pl.loss, trainable.map((s) => params.get(s.name) as Value));
+  const share = b.input('grad_scale', 'float32', []); //                    P_i / P
+  for (const s of trainable) {
+    const acc = b.input(`grad_acc.${s.name}`, 'float32', s.shape);
+    b.output(b.add(acc, b.mul(grads.get(s.name) as Value, share)), `grad_acc.${s.name}.next`);
+  }
+  b.output(pl.loss, 'loss');
+  for (const [name, v] of Object.entries(pl.terms)) if (v !== pl.loss) b.output(v, `loss.${name}`);
+  b.output(pl.chosen, 'chosen_rewards');
+  b.output(pl.rejected, 'rejected_rewards');
+  return b.toModelProto({ docString: 'rmserve gradient accumulation: forward, loss, backward on one micro-batch' });
+}
+
+/** Clipping, AdamW and the LR schedule on the accumulated gradient `grad.<p>`: outputs as buildStepGraph's optimizer half. */
+export function buildUpdateGraph(trainable: readonly ParamSpec[], optimizer: AdamWOptions, schedule: LrSchedule): Uint8Array {
+  const b = new GraphBuilder('reward_update', { opset: MODEL_OPSET });
+  const params = trainable.map((s) => ({ value: b.input(s.name, 'float32', s.shape), decay: s.decay }));
+  const grads = new Map(trainable.map((s) => [s.name, b.input(`grad.${s.name}`, 'float32', s.shape)]));
+  addOptimizerStep(b, params, grads, { ...optimizer, schedule });
+  return b.toModelProto({ docString: 'rmserve optimizer step: clipping, AdamW, LR schedule' });
+}
+
+/** An optimizer step over several micro-batches (gradient accumulation); one micro-batch is TrainStep's single graph. */
+export class AccumulatingStep {
+  private constructor(
+    private readonly accumulate: ort.InferenceSession,
+    private readonly update: ort.InferenceSession,
+    private readonly trained: readonly ParamSpec[],
+  ) {}
+
+  static async create(options: StepGraphOptions, sessionOptions: ort.InferenceSession.SessionOptions = {}): Promise<AccumulatingStep> {
+    const trained = trainedSpecs(options.config, options.lora);
+    const session = (graph: Uint8Array): Promise<ort.InferenceSession> => ort.InferenceSession.create(graph, { graphOptimizationLevel: 'all', ...sessionOptions });
+    const accumulate = await session(buildAccumulateGraph(options));
+    const update = await session(buildUpdateGraph(trained, options.optimizer, options.schedule));
+    return new AccumulatingStep(accumulate, update, trained);
+  }
+
+  /**
+   * One optimizer step on `batches` (the micro-batches, in order): their gradients summed with
+   * weights P_i/P, then one update. The loss and terms are the same weighted sums, the loss of one
+   * batch of all their pairs; the rewards are the micro-batches' in order.
+   */
+  async run(state: TrainState, batches: readonly StepBatch[]): Promise<StepResult> {
+    const pairs = batches.map((batch) => batch.margin.dims[0] as number);
+    const total = pairs.reduce((a, p) => a + p, 0);
+    // The accumulator starts at zero; each run returns the next one, handed back without copying.
+    let acc: Map<string, ort.Tensor> = new Map(this.trained.map((s) => [s.name, new ort.Tensor('float32', new Float32Array(s.shape.reduce((a, d) => a * d, 1)), s.shape)]));
+    let loss = 0;
+    const terms: Record<string, number> = {};
+    const chosen: Float32Array[] = [];
+    const rejected: Float32Array[] = [];
+    for (const [i, batch] of batches.entries()) {
+      const share = (pairs[i] as number) / total;
+      const feeds = batchFeeds(this.accumulate, batch);
+      feeds.grad_scale = new ort.Tensor('float32', Float32Array.of(share), []);
+      for (const s of this.trained) {
+        feeds[s.name] = state.params.get(s.name) as ort.Tensor;
+        feeds[`grad_acc.${s.name}`] = acc.get(s.name) as ort.Tensor;
+      }
+      const out = await this.accumulate.run(feeds);
+      acc = new Map(this.trained.map((s) => [s.name, out[`grad_acc.${s.name}.next`] as ort.Tensor]));
+      const scalar = (name: string): number => (out[name] as ort.Tensor).data[0] as number;
+      loss += share * scalar('loss');
+      for (const name of this.accumulate.outputNames) if (name.startsWith('loss.')) terms[name.slice(5)] = (terms[name.slice(5)] ?? 0) + share * scalar(name);
+      chosen.push((out.chosen_rewards as ort.Tensor).data as Float32Array);
+      rejected.push((out.rejected_rewards as ort.Tensor).data as Float32Array);
+    }
+    const feeds: Record<string, ort.Tensor> = { step: stepTensor(state) };
+    for (const s of this.trained) {
+      feeds[s.name] = state.params.get(s.name) as ort.Tensor;
+      feeds[`adam_m.${s.name}`] = state.m.get(s.name) as ort.Tensor;
+      feeds[`adam_v.${s.name}`] = state.v.get(s.name) as ort.Tensor;
+      feeds[`grad.${s.name}`] = acc.get(s.name) as ort.Tensor;
+    }
+    const out = await this.update.run(feeds);
+    advance(state, this.trained.map((s) => s.name), out);
+    const concat = (parts: Float32Array[]): Float32Array => {
+      const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of parts) {
+        all.set(p, at);
+        at += p.length;
+      }
+      return all;
+    };
+    return {
+      loss, terms,
+      gradNorm: (out.grad_norm as ort.Tensor).data[0] as number,
+      lr: (out.lr_used as ort.Tensor).data[0] as number,
+      chosen: concat(chosen),
+      rejected: concat(rejected),
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.accumulate.release();
+    await this.update.release();
   }
 }
