@@ -8,23 +8,11 @@ import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
 import { gradients } from '../src/training/graph/autodiff.js';
 import { GraphBuilder, type DType, type Value } from '../src/training/graph/builder.js';
-import { lossConfig, lossFor, lossNeeds, type LossConfig } from '../src/training/losses.js';
-import {
-  MODEL_OPSET, buildForward, declareParamInputs, defaultModelConfig, lmHeadWeight, parameterSpecs, seededRandom,
-  type ResponseTokenInputs, type RewardModelConfig,
-} from '../src/training/model.js';
+import { lossConfig, type LossConfig } from '../src/training/losses.js';
+import { MODEL_OPSET, declareParamInputs, defaultModelConfig, parameterSpecs, seededRandom, type RewardModelConfig } from '../src/training/model.js';
 import { buildLossGradGraph } from '../src/training/step.js';
+import { compositionPairLoss } from './helpers/logprob-composition.js';
 import { float64Params, stepGradInputs } from './helpers/step-gradcheck.js';
-
-/** responseLogProbs as it was before TokenLogProb, kept here as the reference. */
-function compositionLogProbs(b: GraphBuilder, hidden: Value, lmWeight: Value, tokens: ResponseTokenInputs): Value {
-  const C = lmWeight.shape?.[1] as number;
-  const h = b.gather(b.reshape(hidden, [-1, C]), tokens.positions); //                       [N,C]
-  const logits = b.matmul(h, b.transpose(lmWeight, [1, 0])); //                                 [N,V]
-  const target = b.unsqueeze(tokens.targets, [1]); //                                          [N,1]
-  const tokenLogp = b.op('GatherElements', [b.logSoftmax(logits, -1), target], { axis: 1 }); // [N,1]
-  return b.squeeze(b.matmul(tokens.segments, tokenLogp), [1]); //                              [R]
-}
 
 test('TokenLogProb gives LogSoftmax + GatherElements values, finite at logits in the hundreds', async () => {
   const [N, C, V] = [6, 5, 11];
@@ -59,41 +47,14 @@ test('TokenLogProb gives LogSoftmax + GatherElements values, finite at logits in
   }
 });
 
-/**
- * step.ts's addPairLoss and buildLossGradGraph, with the log-probs of the old composition: the
- * same inputs, rewards, halves and loss, so the two graphs differ only in how log π is built.
- */
+/** buildLossGradGraph with the old composition's log-probs (compositionPairLoss). */
 function compositionLossGradGraph(c: RewardModelConfig, loss: LossConfig, dtype: DType): Uint8Array {
   const b = new GraphBuilder('composition_loss_grad', { opset: MODEL_OPSET });
   const params = declareParamInputs(b, c, dtype);
-  const needs = lossNeeds(loss);
-  const ids = b.input('input_ids', 'int64', ['rows', 'seq']);
-  const mask = b.input('attention_mask', 'int64', ['rows', 'seq']);
-  const margin = b.input('margin', dtype, ['pairs']);
-  const objective = b.input('objective', dtype, ['pairs', c.numObjectives]);
-  const tokens: ResponseTokenInputs = {
-    positions: b.input('lm_positions', 'int64', ['lm_tokens']),
-    targets: b.input('lm_targets', 'int64', ['lm_tokens']),
-    segments: b.input('lm_segments', dtype, ['lm_rows', 'lm_tokens']),
-  };
-  const refLogp = needs.reference ? b.input('ref_logp', dtype, ['rows']) : undefined;
-  const { rewards, hidden } = buildForward(b, c, params, ids, mask, { lmHidden: true });
-  const halves = (rows: Value, k?: number): { chosen: Value; rejected: Value } => {
-    const h = b.reshape(rows, k === undefined ? [2, -1] : [2, -1, k]);
-    const half = (i: number): Value => b.op('Gather', [h, b.scalar('int64', i)], { axis: 0 });
-    return { chosen: half(0), rejected: half(1) };
-  };
-  const r = halves(rewards, c.numObjectives);
-  const column = (v: Value): Value => b.reduceSum(b.mul(v, objective), [1], false);
-  const rows = compositionLogProbs(b, hidden as Value, lmHeadWeight(c, params), tokens);
-  const out = lossFor(loss)({
-    b, chosen: column(r.chosen), rejected: column(r.rejected), margin,
-    logp: needs.logpRejected ? halves(rows) : { chosen: rows },
-    ...(refLogp ? { refLogp: halves(refLogp) } : {}),
-  });
+  const total = compositionPairLoss(b, c, params, loss, dtype);
   const specs = parameterSpecs(c);
-  const grads = gradients(b, out.loss, specs.map((s) => params.get(s.name) as Value));
-  b.output(out.loss, 'loss');
+  const grads = gradients(b, total, specs.map((s) => params.get(s.name) as Value));
+  b.output(total, 'loss');
   for (const s of specs) b.output(grads.get(s.name) as Value, `grad.${s.name}`);
   return b.toModelProto();
 }
