@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { speedUpTokenizer } from './tokenizer-speedups.js';
 import { PromptFormatter } from './format.js';
 import { parseManifest, type RmserveManifest } from './manifest.js';
 import { ItemTokenizer, type TruncationSide } from './tokenize.js';
@@ -71,6 +72,7 @@ export function specFromFiles(dir: string, files: ModelFiles): ModelSpec {
   let tokenizer: Tokenizer;
   try {
     tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
+    speedUpTokenizer(tokenizer);
   } catch (err) {
     throw modelLoadFailed(`${dir}: tokenizer.json does not load: ${(err as Error).message}`);
   }

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { speedUpTokenizer } from '../model/tokenizer-speedups.js';
 import { HH_CHAT_TEMPLATE, PromptFormatter } from '../model/format.js';
 import { tokenizerSettings } from '../model/model-folder.js';
 import { ItemTokenizer } from '../model/tokenize.js';
@@ -80,6 +81,7 @@ export class PairEncoder {
   constructor(files: TokenizerFiles, readonly maxLength: number) {
     const config = files.tokenizerConfig;
     this.tokenizer = new Tokenizer(files.tokenizerJson, config);
+    speedUpTokenizer(this.tokenizer);
     // The same special-token map, template choice and pad id as the server's readModelFolder.
     const { specialTokens, chatTemplate, padId } = tokenizerSettings(this.tokenizer, config);
     this.formatter = new PromptFormatter(chatTemplate, undefined, specialTokens);
