@@ -20,7 +20,8 @@
 //   npm run bench -- [--items 1000] [--models bench,harmless] [--concurrency 1,16,64,256]
 //                    [--request-sizes 1,32] [--batch-sizes 1,2,4,8,16,32,64] [--wait-load 1.5]
 //                    [--wait-minutes 20] [--rounds 2] [--peer-spinning on|off] [--rmserve-commit HEAD]
-//                    [--out bench/results/serving] [--no-cache-check] [-- <extra serve flags>]
+//                    [--out bench/results/serving] [--no-cache-check] [--compare '<commit> [serve flags]' …]
+//                    [-- <extra serve flags>]
 //
 // The load generator shares the machine's cores with the server under test, as in issue 12.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -61,6 +62,9 @@ const { values: args, positionals: extraServeFlags } = parseArgs({
     'no-cache-check': { type: 'boolean', default: false },
     // Serve a clean copy of this commit instead of the working tree (which may be mid-edit).
     'rmserve-commit': { type: 'string' },
+    // Other rmserve builds measured in the same run, level by level beside this one (before/after
+    // figures per optimisation): "<commit>" or "<commit> <serve flags…>", repeatable.
+    compare: { type: 'string', multiple: true },
   },
 });
 const QUICK = args.quick === true;
@@ -272,14 +276,14 @@ async function stopServer(server: Server): Promise<number> {
   return peakKb / 1024;
 }
 
-function rmserveArgv(root: string, port: number, cacheSize: number): string[] {
+function rmserveArgv(root: string, port: number, cacheSize: number, flags: readonly string[] = extraServeFlags): string[] {
   return [
     'src/cli.ts', 'serve', '--models', root, '--host', '127.0.0.1', '--port', String(port), '--log-level', 'warn',
     '--cache-size', String(cacheSize), '--max-wait-ms', '0', '--no-watch',
     // 256 connections × 32 items is 8,192 queued items: above the default 4,096 the overload
     // answer (429) would be measured instead of throughput.
     '--max-queue', '16384',
-    ...extraServeFlags,
+    ...flags,
   ];
 }
 
@@ -492,7 +496,7 @@ async function waitForQuiet(): Promise<{ waitedMinutes: number; quiet: boolean; 
 // ---------------------------------------------------------------------------------------------
 // Main
 
-interface ServingRow { size: number; concurrency: number; rmserve: Level; peer: Level }
+interface ServingRow { size: number; concurrency: number; rmserve: Level; peer: Level; /** the --compare builds, in order */ variants: Level[] }
 interface ModelResult {
   model: string;
   label: string;
@@ -517,6 +521,11 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
   log(`${label}: starting rmserve and the per-request peer ...`);
   const rmserve = await startServer('rmserve', rmserveArgv(root, rmPort, 0), rmPort, '/ready', RMSERVE_ROOT);
   const peer = await startServer('peer', ['bench/per-request-peer.ts', '--model', dir, '--port', String(peerPort), '--ort-spinning', args['peer-spinning']], peerPort, '/health');
+  const variants: Server[] = [];
+  for (const v of VARIANTS) {
+    const port = await freePort();
+    variants.push(await startServer(v.label, rmserveArgv(root, port, 0, [...v.flags, ...extraServeFlags]), port, '/ready', v.root));
+  }
   const batching = await batchingOf(rmserve);
   log(`  rmserve batch limits: ${JSON.stringify(batching)}`);
   const rows: ServingRow[] = [];
@@ -532,7 +541,7 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
     const b = ((await post(peer)) as { rewards: number[] }).rewards;
     agreement = Math.max(...a.map((x, i) => Math.abs(x - (b[i] as number))));
     log(`  rmserve and the peer agree to ${agreement.toExponential(2)} on 16 items`);
-    for (const s of [rmserve, peer]) {
+    for (const s of [rmserve, peer, ...variants]) {
       await runLevel(s, requestsOf(items.slice(0, 64), 1, 8), 8, `${s.name} warm-up`);
       await runLevel(s, requestsOf(items.slice(0, 128), 32, 4), 4, `${s.name} warm-up, 32-item`);
     }
@@ -542,13 +551,17 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
         const tag = `${size}-item requests, c=${concurrency}`;
         const r = await runLevel(rmserve, requests, concurrency, `rmserve, ${tag}`);
         const p = await runLevel(peer, requests, concurrency, `peer, ${tag}`);
-        log(`  → rmserve / peer ${(r.pairsPerSecond / p.pairsPerSecond).toFixed(2)}, rmserve / limit ${(r.pairsPerSecond / direct.best.pairsPerSecond).toFixed(2)}`);
-        rows.push({ size, concurrency, rmserve: r, peer: p });
+        const v: Level[] = [];
+        for (const server of variants) v.push(await runLevel(server, requests, concurrency, `${server.name}, ${tag}`));
+        log(`  → rmserve / peer ${(r.pairsPerSecond / p.pairsPerSecond).toFixed(2)}, rmserve / limit ${(r.pairsPerSecond / direct.best.pairsPerSecond).toFixed(2)}` +
+          v.map((l, i) => `, ${variants[i]?.name} / peer ${(l.pairsPerSecond / p.pairsPerSecond).toFixed(2)}`).join(''));
+        rows.push({ size, concurrency, rmserve: r, peer: p, variants: v });
       }
     }
   } finally {
     rmserveHwmMb = await stopServer(rmserve);
     peerHwmMb = await stopServer(peer);
+    for (const server of variants) await stopServer(server);
   }
   const result: ModelResult = { model: name, label, loadAtStart, direct, batching, rows, rmserveHwmMb, peerHwmMb, agreement };
   if (args['no-cache-check'] !== true) {
@@ -588,6 +601,15 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
       const ratio = r.rmserve.pairsPerSecond / r.peer.pairsPerSecond;
       out.push(`| ${r.size} item${r.size === 1 ? '' : 's'} | ${r.concurrency} | ${r.rmserve.pairs} | ${f(r.rmserve.pairsPerSecond)} | ${f(r.peer.pairsPerSecond)} | ${ratio >= 1 ? '' : '**'}${f(ratio, 2)}${ratio >= 1 ? '' : '**'} | ${f(r.rmserve.pairsPerSecond / limit, 2)} | ${f(r.peer.pairsPerSecond / limit, 2)} | ` +
         `${f(r.rmserve.p50)} / ${f(r.rmserve.p99)} | ${f(r.peer.p50)} / ${f(r.peer.p99)} | ${f(r.rmserve.cpuSeconds)} / ${f(r.peer.cpuSeconds)} | ${f(r.rmserve.peakRssMb, 0)} / ${f(r.peer.peakRssMb, 0)} | ${f(r.rmserve.rowsPerRun ?? NaN)} (${f((r.rmserve.padding ?? NaN) * 100, 0)}%) | ${f(r.rmserve.othersCpuSeconds)} / ${f(r.peer.othersCpuSeconds)} |`);
+    }
+    if (VARIANTS.length > 0) {
+      out.push('', '**Before / after** — the `--compare` builds, each level run right after rmserve and the peer above:', '');
+      out.push(`| request | c | ${VARIANTS.map((v) => `${v.label} pairs/s (p50 / p99 ms)`).join(' | ')} | this rmserve pairs/s (p50 / p99 ms) | peer pairs/s |`);
+      out.push(`|---|---|${VARIANTS.map(() => '---').join('|')}|---|---|`);
+      for (const r of m.rows) {
+        const cell = (l: Level | undefined): string => (l === undefined ? '–' : `${f(l.pairsPerSecond)} (${f(l.p50)} / ${f(l.p99)})`);
+        out.push(`| ${r.size} item${r.size === 1 ? '' : 's'} | ${r.concurrency} | ${r.variants.map(cell).join(' | ')} | ${cell(r.rmserve)} | ${f(r.peer.pairsPerSecond)} |`);
+      }
     }
     const retried = m.rows.flatMap((r) => [['rmserve', r.rmserve] as const, ['peer', r.peer] as const].filter(([, l]) => l.transportErrors > 0).map(([who, l]) => `${who} ${r.size}-item c=${r.concurrency}: ${l.transportErrors}`));
     if (retried.length > 0) out.push('', `Requests retried after a reset connection: ${retried.join('; ')}.`);
@@ -634,6 +656,14 @@ function rmserveSource(): string {
 const tmp = mkdtempSync(join(tmpdir(), 'rmserve-bench-'));
 const SNAPSHOT = args['rmserve-commit'] === undefined ? undefined : snapshot(args['rmserve-commit'], join(tmp, 'rmserve-src'));
 const RMSERVE_ROOT = SNAPSHOT === undefined ? REPO_ROOT : join(tmp, 'rmserve-src');
+/** The --compare builds: a clean copy of each commit, with its serve flags. */
+const VARIANTS = (args.compare ?? []).map((spec, i) => {
+  const [rev, ...flags] = spec.trim().split(/\s+/);
+  if (rev === undefined || rev === '') throw new Error(`--compare "${spec}": name a commit`);
+  const root = join(tmp, `compare-${i}`);
+  const commit = snapshot(rev, root);
+  return { label: `${commit.slice(0, 7)}${flags.length > 0 ? ` ${flags.join(' ')}` : ''}`, root, flags };
+});
 const wait = await waitForQuiet();
 const started = Date.now();
 const items = benchItems(N_ITEMS);
@@ -657,6 +687,7 @@ const meta = {
   'wall time': `${((Date.now() - started) / 60_000).toFixed(1)} min`,
   date: new Date().toISOString(),
   ...(extraServeFlags.length > 0 ? { 'extra serve flags': extraServeFlags.join(' ') } : {}),
+  ...(VARIANTS.length > 0 ? { 'compared builds': VARIANTS.map((v) => v.label).join('; ') } : {}),
 };
 const md = markdown(results, meta);
 const outBase = resolve(args.out);
