@@ -71,7 +71,8 @@ export function trainCommand(): Command {
       }
       if (result.manifest === undefined) {
         console.log(JSON.stringify({ interrupted: true, step: result.loop.steps.at(-1)?.step ?? null, checkpoint: result.loop.checkpoint }));
-        process.exitCode = 130;
+        // 128 + the signal's number, as a shell reports a process the signal stopped.
+        process.exitCode = result.loop.stoppedBy === 'SIGTERM' ? 143 : 130;
         return;
       }
       const m = result.manifest.metrics as { validation?: { accuracy: number }; test?: { accuracy: number } } | undefined;

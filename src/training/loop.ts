@@ -151,6 +151,8 @@ export interface LoopResult {
   tokensPerSecond: number;
   /** stopped by `signal` before `steps` (or `stopAfter`) */
   interrupted: boolean;
+  /** set when SIGTERM stopped it (the command exits 143 = 128 + 15, not Ctrl-C's 130) */
+  stoppedBy?: 'SIGTERM';
   /** the resumable checkpoint written last */
   checkpoint: string;
 }
@@ -391,7 +393,8 @@ export async function trainLoop(options: LoopOptions, data: LoopData, init: Mode
   const sigterm = stopOnSigterm(log);
   try {
     const signal = options.signal ? AbortSignal.any([options.signal, sigterm.signal]) : sigterm.signal;
-    return await runSteps({ ...options, signal }, data, init, padId);
+    const result = await runSteps({ ...options, signal }, data, init, padId);
+    return result.interrupted && sigterm.signal.aborted ? { ...result, stoppedBy: 'SIGTERM' } : result;
   } finally {
     sigterm.remove();
   }
