@@ -12,6 +12,7 @@ export const TRAINER_SPLIT = { train: 0.8, validation: 0.1, test: 0.1 } as const
 export interface EvaluateOptions extends ModelScorerOptions {
   model: string;
   data: readonly string[];
+  /** Which of the trainer's splits to score (default test, as `rmserve eval`), or all pairs. */
   split?: EvalSplit;
   /** Keep the first N pairs of each file (after the split). */
   maxPairs?: number;
@@ -25,7 +26,8 @@ export function selectSplit(pairs: readonly PreferencePair[], split: EvalSplit):
 
 export async function evaluateFiles(options: EvaluateOptions): Promise<EvalResult> {
   const started = performance.now();
-  const split = options.split ?? 'all';
+  // The command's default (src/config/eval.ts): `all` would count the training pairs in the accuracy.
+  const split = options.split ?? 'test';
   // Read every file before loading the model, so a typo in a path fails fast.
   const inputs = options.data.map((path) => ({ path, ...readPreferenceFileWithStats(path) }));
   const scorer = await ModelScorer.load(options.model, options);
