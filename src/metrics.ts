@@ -91,6 +91,20 @@ export class RmserveMetrics {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  // With prompt groups a prompt that several items of a request share is tokenized once: these
+  // show how much text the tokenizer really saw, and how many items were stitched.
+  readonly tokenizedCharacters = new Counter({
+    name: 'rmserve_tokenized_characters_total',
+    help: 'Characters handed to the tokenizer for cache misses (a prompt that several items of a request share counts once)',
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+  });
+  readonly promptGroupItems = new Counter({
+    name: 'rmserve_prompt_group_items_total',
+    help: "Items whose tokens were stitched from their prompt group's once-tokenized prompt",
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+  });
   readonly inputTokens = new Histogram({
     name: 'rmserve_input_tokens',
     help: 'Tokens per scored item after truncation, special tokens included (cache hits too)',
@@ -206,6 +220,12 @@ export class RmserveMetrics {
     this.tokenizationDuration.observe(labels, seconds);
   }
 
+  /** What tokenizing one request's cache misses for one model version handed to the tokenizer. */
+  observeTokenizedText(labels: VersionLabels, stats: { tokenizedChars: number; groupedItems: number }): void {
+    this.tokenizedCharacters.inc(labels, stats.tokenizedChars);
+    this.promptGroupItems.inc(labels, stats.groupedItems);
+  }
+
   /** The token count of each item a request had scored by one model version. */
   observeInputTokens(labels: VersionLabels, items: readonly { tokens: number }[]): void {
     for (const item of items) this.inputTokens.observe(labels, item.tokens);
@@ -247,6 +267,8 @@ export class RmserveMetrics {
       this.queueWait,
       this.inferenceDuration,
       this.tokenizationDuration,
+      this.tokenizedCharacters,
+      this.promptGroupItems,
       this.inputTokens,
       this.batchSize,
       this.batchTokens,

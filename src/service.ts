@@ -74,7 +74,7 @@ export async function createService(
     metrics,
     config.defaultModels,
     new ReferenceCache(config.referenceCacheSize),
-    new TokenizerPool({ threads: config.tokenizerThreads, maxItemChars: config.maxItemChars }),
+    new TokenizerPool({ threads: config.tokenizerThreads, maxItemChars: config.maxItemChars, promptGroups: config.promptGroups }),
   );
   const app = await buildApp({
     scorer,

@@ -19,6 +19,8 @@ const PER_VERSION = [
   'rmserve_queue_wait_seconds',
   'rmserve_inference_duration_seconds',
   'rmserve_tokenization_duration_seconds',
+  'rmserve_tokenized_characters_total',
+  'rmserve_prompt_group_items_total',
   'rmserve_input_tokens',
   'rmserve_batch_size',
   'rmserve_batch_tokens',

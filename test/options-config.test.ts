@@ -38,12 +38,12 @@ describe('serve', () => {
   test('no flags: the config the command built by hand before, and DEFAULT_CONFIG but for watching and calibrating', async () => {
     const { config, command } = readOptions(SERVE_OPTIONS, await parse(serveCommand, []));
     const expected = {
-      modelsRoot: './models', device: 'cpu', intraOpThreads: 0, interOpThreads: 0, ortSpinning: false,
+      modelsRoot: './models', device: 'cpu', intraOpThreads: 0, interOpThreads: 0, ortSpinning: false, inferenceThread: true,
       maxBatchSize: 64, maxBatchTokens: 32768, maxWaitMs: 0, calibrateBatching: true, maxQueueItems: 4096, maxPaddingRatio: 0.1,
       cacheSize: 100_000, maxItems: 256, maxItemChars: 1 << 20, bodyLimit: 8 * 1024 * 1024,
       requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 5_000, maxConnections: 1024, maxHeaderBytes: 16_384,
       rewardDefaults: { transform: 'none', referenceQuantile: 0.85 },
-      tokenizerThreads: 1, referenceCacheSize: 10_000, pins: {}, watch: true, watchSettleMs: 1000, watchPollMs: 2000, accessLog: false,
+      tokenizerThreads: 1, promptGroups: true, referenceCacheSize: 10_000, pins: {}, watch: true, watchSettleMs: 1000, watchPollMs: 2000, accessLog: false,
     };
     assert.deepEqual(config, expected);
     assert.deepEqual(command, { port: 8000, host: '127.0.0.1', shutdownTimeoutMs: 25_000, logLevel: 'info' });

@@ -108,6 +108,12 @@ export const SERVE_OPTIONS = {
     flags: '--tokenizer-threads <n>', env: 'RMSERVE_TOKENIZER_THREADS', help: 'worker threads tokenizing requests of 16+ items (0 = inline)',
     default: 1, parse: nonNegativeInt,
   },
+  // On: a GRPO request's responses to one prompt tokenize it once. Off only to compare (bench/prompt-group.ts).
+  promptGroups: {
+    flags: '--no-prompt-groups', env: 'RMSERVE_NO_PROMPT_GROUPS',
+    help: 'tokenize every item whole, even when items of a request share a prompt (same tokens, more work)',
+    docs: { default: 'on', see: '[docs/api.md](docs/api.md#prompt-groups)' },
+  },
   referenceCacheSize: {
     flags: '--reference-cache-size <n>', env: 'RMSERVE_REFERENCE_CACHE_SIZE', help: 'prompts whose LSC reference rewards are remembered (0 = off)',
     default: DEFAULT_REFERENCE_CACHE_SIZE, parse: nonNegativeInt,

@@ -16,14 +16,14 @@ export interface TokenizedItem {
  * only through a window at the end that is kept (or the start, for right truncation). Natural
  * text averages 3–5 characters per token, so below this a text rarely needs truncating at all.
  */
-const WINDOW_CHARS_PER_TOKEN = 6;
+export const WINDOW_CHARS_PER_TOKEN = 6;
 /**
  * Tokens dropped at a window's cut. A cut can change the first token or two after it (a
  * whitespace run, a newline the pre-tokenizer joins to what follows); far from it the tokens
  * are those of the whole text. Checked against whole-text tokenization on real data for four
  * tokenizers (test/tokenize-window.test.ts).
  */
-const WINDOW_MARGIN_TOKENS = 8;
+export const WINDOW_MARGIN_TOKENS = 8;
 /** How far from the wanted cut a whitespace boundary is looked for. */
 const ALIGN_SEARCH_CHARS = 256;
 
@@ -39,6 +39,12 @@ export class ItemTokenizer {
   readonly suffix: readonly number[];
   /** Rendered texts longer than this are tokenized through a window (see WINDOW_CHARS_PER_TOKEN). */
   readonly wholeTextChars: number;
+  /**
+   * Characters handed to the tokenizer so far, every call counted (the scorer exports the
+   * difference per request as rmserve_tokenized_characters_total: a prompt group's prompt shows
+   * up once there, not once per response).
+   */
+  tokenizedChars = 0;
 
   constructor(
     readonly tokenizer: Tokenizer,
@@ -64,23 +70,43 @@ export class ItemTokenizer {
 
   /** The reference behaviour: tokenize the whole text, then cut. Exact, and linear in the text. */
   encodeWhole(item: RenderedItem, side: TruncationSide): TokenizedItem {
+    this.tokenizedChars += item.text.length;
     const ids = this.withoutDoubledSpecials(this.tokenizer.encode(item.text, { add_special_tokens: true }).ids);
+    return this.cutWhole(item, side, ids, () => this.encodePlain(item.text), () => this.encodePlain(item.text.slice(0, item.responseStart)));
+  }
+
+  /**
+   * encodeWhole's truncation, given the whole text's tokens: `ids` with special tokens, `body()`
+   * without, `promptBody()` the prompt's (text before responseStart) on its own. A prompt group
+   * (group-tokenize.ts) passes the tokens it stitched and the prompt's tokens it holds, so its
+   * items are cut by this very code.
+   */
+  cutWhole(item: RenderedItem, side: TruncationSide, ids: number[], body: () => number[], promptBody: () => number[]): TokenizedItem {
     if (ids.length - this.prefix.length - this.suffix.length <= 0) {
       throw invalidItem('text tokenizes to no tokens');
     }
     if (ids.length <= this.maxLength) return { ids, truncated: false };
 
     const budget = this.budget();
-    if (side === 'right') return this.wrap(this.encodePlain(item.text).slice(0, budget), true);
+    if (side === 'right') return this.wrap(body().slice(0, budget), true);
     // Left: drop the oldest prompt tokens first; the response is only cut once the prompt is gone.
     if (item.responseStart === undefined) {
-      const body = this.encodePlain(item.text);
-      return this.wrap(body.slice(body.length - budget), true);
+      const all = body();
+      return this.wrap(all.slice(all.length - budget), true);
     }
-    const prompt = this.encodePlain(item.text.slice(0, item.responseStart));
+    const prompt = promptBody();
     const response = this.encodePlain(item.text.slice(item.responseStart));
     const keepPrompt = Math.max(0, budget - response.length);
     return this.wrap([...prompt.slice(prompt.length - keepPrompt), ...response.slice(Math.max(0, response.length - budget))], true);
+  }
+
+  /**
+   * What encodeWhole's untruncated tokens are for a text whose tokens without special tokens are
+   * `body`: the post-processors (template, BERT, RoBERTa, byte-level) add the same special tokens
+   * whatever the text, which is what the constructor's probe relies on too.
+   */
+  withSpecials(body: readonly number[]): number[] {
+    return this.withoutDoubledSpecials([...this.prefix, ...body, ...this.suffix]);
   }
 
   /**
@@ -161,7 +187,9 @@ export class ItemTokenizer {
     return start === 0 && end === ids.length ? ids : ids.slice(start, end);
   }
 
-  private encodePlain(text: string): number[] {
+  /** Tokens of `text` without special tokens. */
+  encodePlain(text: string): number[] {
+    this.tokenizedChars += text.length;
     return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
   }
 }
@@ -172,14 +200,21 @@ export class ItemTokenizer {
  * that does not split a surrogate pair (CJK text has no whitespace; the margin absorbs it).
  */
 function cutBefore(text: string, at: number): number {
+  const cut = whitespaceCut(text, at);
+  if (cut !== undefined) return cut;
+  const code = text.charCodeAt(at);
+  return code >= 0xdc00 && code <= 0xdfff ? at + 1 : at;
+}
+
+/** cutBefore's whitespace boundary near `at`, or undefined when there is none within ALIGN_SEARCH_CHARS. */
+export function whitespaceCut(text: string, at: number): number | undefined {
   const isSpace = (i: number): boolean => /\s/.test(text[i] ?? '');
   for (let d = 0; d < ALIGN_SEARCH_CHARS; d++) {
     for (const i of [at + d, at - d]) {
       if (i > 0 && i < text.length - 1 && isSpace(i) && !isSpace(i + 1)) return i;
     }
   }
-  const code = text.charCodeAt(at);
-  return code >= 0xdc00 && code <= 0xdfff ? at + 1 : at;
+  return undefined;
 }
 
 function startsWithAt(ids: readonly number[], seq: readonly number[], at: number): boolean {

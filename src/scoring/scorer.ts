@@ -287,9 +287,13 @@ export class Scorer {
     // overload the 429 comes at once instead of after a wait behind the tokenizer pool.
     const releaseSlots = model.batcher.reserve(missing.length);
     const tokenizeStarted = performance.now();
-    let tokenized: TokenizedItem[];
+    let tokenized: TokenizedItem[] = [];
     try {
-      tokenized = missing.length === 0 ? [] : await this.tokenizers.tokenize(model, missing.map((i) => request.items[i] as ScoreItem), side, missing);
+      if (missing.length > 0) {
+        const result = await this.tokenizers.tokenize(model, missing.map((i) => request.items[i] as ScoreItem), side, missing);
+        tokenized = result.items;
+        this.metrics.observeTokenizedText(labels, result.stats);
+      }
     } finally {
       releaseSlots();
     }

@@ -2,7 +2,7 @@
 // request of HH-RLHF dialogues costs ~110 ms of GPT-2 tokenization (measured, see
 // docs/benchmarks.md), long enough to stall every other request on the event loop.
 import { LRUCache } from 'lru-cache';
-import { ModelError } from '../model/errors.js';
+import { ItemTokenizeError, tokenizeItems, type TokenizeStats } from '../model/group-tokenize.js';
 import { specFromFiles, type ModelFiles, type ModelSpec } from '../model/model-folder.js';
 import type { ScoreItem } from '../model/format.js';
 import type { TruncationSide } from '../model/tokenize.js';
@@ -15,10 +15,12 @@ export interface TokenizeTask {
   dir: string;
   items: ScoreItem[];
   side: TruncationSide;
+  /** Tokenize a prompt that several items share once (src/model/group-tokenize.ts). */
+  promptGroups: boolean;
 }
 
 export type TokenizeResult =
-  | { ok: true; ids: number[][]; truncated: boolean[] }
+  | { ok: true; ids: number[][]; truncated: boolean[]; stats: TokenizeStats }
   | { ok: false; index: number; message: string; /** the item's fault (a 400), not the worker's */ itemFault: boolean }
   | { ok: false; unknownModel: true };
 
@@ -33,16 +35,11 @@ export default function tokenize(task: TokenizeTask): TokenizeResult {
     spec = specFromFiles(task.dir, task.files);
     specs.set(task.model, spec);
   }
-  const ids: number[][] = [];
-  const truncated: boolean[] = [];
-  for (const [index, item] of task.items.entries()) {
-    try {
-      const t = spec.tokenizer.encode(spec.formatter.render(item), task.side);
-      ids.push(t.ids);
-      truncated.push(t.truncated);
-    } catch (err) {
-      return { ok: false, index, message: (err as Error).message, itemFault: err instanceof ModelError };
-    }
+  try {
+    const { items, stats } = tokenizeItems(spec, task.items, task.side, task.promptGroups);
+    return { ok: true, ids: items.map((t) => t.ids), truncated: items.map((t) => t.truncated), stats };
+  } catch (err) {
+    if (!(err instanceof ItemTokenizeError)) throw err;
+    return { ok: false, index: err.index, message: err.message, itemFault: err.itemFault };
   }
-  return { ok: true, ids, truncated };
 }

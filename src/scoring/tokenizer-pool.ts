@@ -3,8 +3,9 @@
 // carrying megabyte texts, does not hold the event loop while other requests wait (measured:
 // docs/benchmarks.md).
 import { Piscina } from 'piscina';
-import { invalidItem, ModelError, ScoringError } from './errors.js';
+import { invalidItem, ScoringError } from './errors.js';
 import type { ScoreItem } from '../model/format.js';
+import { ItemTokenizeError, tokenizeItems, type TokenizeStats } from '../model/group-tokenize.js';
 import type { ModelSpec } from '../model/model-folder.js';
 import type { TokenizedItem, TruncationSide } from '../model/tokenize.js';
 import type { TokenizeResult, TokenizeTask } from './tokenize-worker.js';
@@ -26,15 +27,28 @@ export interface TokenizerPoolOptions {
   /** Worker threads; 0 tokenizes everything inline. */
   threads: number;
   maxItemChars?: number;
+  /**
+   * Items of one request that share a prompt tokenize it once (default true; `--no-prompt-groups`
+   * turns it off, for comparison). The tokens are the same either way.
+   */
+  promptGroups?: boolean;
+}
+
+/** A request's tokens for one model, and what tokenizing them cost. */
+export interface TokenizedRequest {
+  items: TokenizedItem[];
+  stats: TokenizeStats;
 }
 
 export class TokenizerPool {
   private readonly pool: Piscina<TokenizeTask, TokenizeResult> | undefined;
   private readonly maxItemChars: number;
+  private readonly promptGroups: boolean;
 
   constructor(options: TokenizerPoolOptions | number) {
-    const { threads, maxItemChars } = typeof options === 'number' ? { threads: options, maxItemChars: undefined } : options;
+    const { threads, maxItemChars, promptGroups }: TokenizerPoolOptions = typeof options === 'number' ? { threads: options } : options;
     this.maxItemChars = maxItemChars ?? DEFAULT_MAX_ITEM_CHARS;
+    this.promptGroups = promptGroups ?? true;
     this.pool =
       threads > 0
         ? new Piscina({
@@ -49,7 +63,7 @@ export class TokenizerPool {
   }
 
   /** @param indices each item's index in the request, for error messages (default: its position here) */
-  async tokenize(model: TokenizerModel, items: readonly ScoreItem[], side: TruncationSide, indices?: readonly number[]): Promise<TokenizedItem[]> {
+  async tokenize(model: TokenizerModel, items: readonly ScoreItem[], side: TruncationSide, indices?: readonly number[]): Promise<TokenizedRequest> {
     const at = (i: number): number => indices?.[i] ?? i;
     let chars = 0;
     for (const [i, item] of items.entries()) {
@@ -61,18 +75,17 @@ export class TokenizerPool {
     }
     const { spec } = model;
     if (this.pool === undefined || (items.length < POOL_MIN_ITEMS && chars < POOL_MIN_CHARS)) {
-      return items.map((item, i) => {
-        try {
-          return spec.tokenizer.encode(spec.formatter.render(item), side);
-        } catch (err) {
-          // Only what the model code calls the item's fault is a 400; anything else is a bug of
-          // ours and must surface as a 500, not pass for a bad request.
-          if (err instanceof ModelError) throw invalidItem(`items[${at(i)}]: ${err.message}`);
-          throw err;
-        }
-      });
+      try {
+        return tokenizeItems(spec, items, side, this.promptGroups);
+      } catch (err) {
+        if (!(err instanceof ItemTokenizeError)) throw err;
+        // Only what the model code calls the item's fault is a 400; anything else is a bug of
+        // ours and must surface as a 500, not pass for a bad request.
+        if (err.itemFault) throw invalidItem(`items[${at(err.index)}]: ${err.message}`);
+        throw err.error;
+      }
     }
-    const task: TokenizeTask = { model: model.key, dir: spec.dir, items: [...items], side };
+    const task: TokenizeTask = { model: model.key, dir: spec.dir, items: [...items], side, promptGroups: this.promptGroups };
     let result = await this.pool.run(task);
     // A worker meets each loaded version once: it then gets the files that version was read from.
     if (!result.ok && 'unknownModel' in result) result = await this.pool.run({ ...task, files: spec.files });
@@ -81,7 +94,7 @@ export class TokenizerPool {
       if (!result.itemFault) throw new Error(`tokenizer worker failed on items[${at(result.index)}]: ${result.message}`);
       throw invalidItem(`items[${at(result.index)}]: ${result.message}`);
     }
-    return result.ids.map((ids, i) => ({ ids, truncated: result.truncated[i] as boolean }));
+    return { items: result.ids.map((ids, i) => ({ ids, truncated: result.truncated[i] as boolean })), stats: result.stats };
   }
 
   async close(): Promise<void> {
