@@ -21,6 +21,15 @@ test('CPU-like costs (best at 4 rows, worse from 16 on) give small batches', () 
   assert.equal(chosen.maxBatchTokens, 4 * 256);
 });
 
+test('the token limit comes from the length where larger batches got dearer, not from short rows that kept getting cheaper', () => {
+  // Short rows: cheaper per row all the way to 64; 256-token rows: best at 8, dearer beyond.
+  const falling = (rows: number) => 0.5 / rows + 0.1;
+  const turning = (rows: number) => 2 * (rows <= 8 ? 1 - 0.08 * Math.log2(rows) : 0.76 + 0.12 * Math.log2(rows / 8));
+  const chosen = chooseBatchLimits([...sweep(64, falling), ...sweep(256, turning)], limits);
+  assert.equal(chosen.maxBatchSize, 64, 'short rows batch up to the configured rows');
+  assert.equal(chosen.maxBatchTokens, 8 * 256, 'but no batch holds more tokens than the 8 long rows that were best (the old rule: 64 × 64 = 4096)');
+});
+
 test('GPU-like costs (falling all the way) keep the configured maximum', () => {
   const gpu = (base: number) => (rows: number) => base / rows + 0.001;
   const chosen = chooseBatchLimits([...sweep(64, gpu(1)), ...sweep(256, gpu(3))], limits);

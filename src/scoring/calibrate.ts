@@ -39,8 +39,9 @@ const BUDGET_MS = 3000;
 
 /**
  * Times batches of 1, 2, 4, … rows at each length and picks the limits: the largest batch whose
- * cost per row is within GOOD_ENOUGH of the best, at the short length for the row limit, and
- * the largest such batch's padded tokens over both lengths for the token limit.
+ * cost per row is within GOOD_ENOUGH of the best, at the short length for the row limit; for the
+ * token limit, that batch's padded tokens at the long length where larger batches got dearer
+ * again (see chooseBatchLimits).
  */
 export async function calibrateBatching(run: TimedRun, sample: readonly number[], limits: CalibrationLimits): Promise<BatchCalibration> {
   const started = performance.now();
@@ -65,18 +66,29 @@ export async function calibrateBatching(run: TimedRun, sample: readonly number[]
   return { ...chooseBatchLimits(measurements, limits), measurements, seconds: (performance.now() - started) / 1000 };
 }
 
-/** The limits the measurements call for; the configured ones where nothing was measured. */
+/**
+ * The limits the measurements call for; the configured ones where nothing was measured.
+ *
+ * The token limit is the good batch at the longest length timed, when its cost per row turned up
+ * again there (on a CPU, once a batch's activations outgrow the caches): short rows that kept
+ * getting cheaper must not license long batches past that turn (on the 2-core VM the short rows'
+ * 64 × 64 tokens let ~50 rows of 150 tokens into one batch, 15–20% dearer per row than the best
+ * 8). Where the cost kept falling at the longest length (GPUs), the largest good batch's tokens
+ * over all lengths, as before.
+ */
 export function chooseBatchLimits(measurements: readonly BatchMeasurement[], limits: CalibrationLimits): { maxBatchSize: number; maxBatchTokens: number } {
   const lengths = [...new Set(measurements.map((m) => m.length))].sort((a, b) => a - b);
   if (lengths.length === 0) return { maxBatchSize: limits.maxBatchSize, maxBatchTokens: limits.maxBatchTokens };
+  const at = (length: number): BatchMeasurement[] => measurements.filter((m) => m.length === length);
   const bestRows = (length: number): number => {
-    const at = measurements.filter((m) => m.length === length);
-    const best = Math.min(...at.map((m) => m.msPerRow));
-    return Math.max(...at.filter((m) => m.msPerRow <= GOOD_ENOUGH * best).map((m) => m.rows));
+    const best = Math.min(...at(length).map((m) => m.msPerRow));
+    return Math.max(...at(length).filter((m) => m.msPerRow <= GOOD_ENOUGH * best).map((m) => m.rows));
   };
+  const turned = (length: number): boolean => bestRows(length) < Math.max(...at(length).map((m) => m.rows));
   const shortest = lengths[0] as number;
   const maxBatchSize = grownToLimit(bestRows(shortest), measurements, shortest, limits.maxBatchSize);
-  const tokens = Math.max(...lengths.map((l) => bestRows(l) * l));
+  const longest = lengths[lengths.length - 1] as number;
+  const tokens = turned(longest) ? bestRows(longest) * longest : Math.max(...lengths.map((l) => bestRows(l) * l));
   return { maxBatchSize, maxBatchTokens: Math.min(limits.maxBatchTokens, Math.max(tokens, limits.maxLength)) };
 }
 
