@@ -63,18 +63,33 @@ export class PromptFormatter {
       this.template !== undefined && eos !== undefined && eos !== '' && this.render({ prompt: 'a', response: 'b' }).text.trimEnd().endsWith(eos);
   }
 
-  render(item: ScoreItem): RenderedItem {
+  /**
+   * @param renderedPrompt renderPrompt(item), when the caller has it already: the items of a
+   *   prompt group (src/model/group-tokenize.ts) share one prompt, and rendering it is half of a
+   *   render's jinja work
+   */
+  render(item: ScoreItem, renderedPrompt?: string): RenderedItem {
     if ('text' in item) return { text: this.stripTrailingSpecials(item.text), responseStart: undefined };
     const { prompt, response } = splitItem(item);
     if (this.template === undefined) return this.renderPromptFormat(prompt, response);
 
-    const promptText = this.renderTemplate(prompt, true);
+    const promptText = renderedPrompt ?? this.renderTemplate(prompt, true);
     let fullText = this.renderTemplate([...prompt, { role: 'assistant', content: response }], false);
     if (this.trailer !== '' && fullText.endsWith(this.trailer)) fullText = fullText.slice(0, fullText.length - this.trailer.length);
     // Templates that render the prompt as a prefix of the full conversation let truncation keep
     // the response whole; for the rest (rare) the boundary is unknown and truncation is plain.
     const responseStart = fullText.startsWith(promptText) ? promptText.length : undefined;
     return { text: fullText, responseStart };
+  }
+
+  /**
+   * The template's rendering of the item's prompt with the generation prompt, which render()
+   * looks for at the start of the full text; undefined where render() renders none (pre-formatted
+   * text, a prompt_format).
+   */
+  renderPrompt(item: ScoreItem): string | undefined {
+    if ('text' in item || this.template === undefined) return undefined;
+    return this.renderTemplate(splitItem(item).prompt, true);
   }
 
   /**

@@ -20,7 +20,7 @@ const MARGIN = WINDOW_MARGIN_TOKENS;
 
 /** What tokenizeItems needs of a model: its formatter and tokenizer (a ModelSpec has both). */
 export interface ItemEncoder {
-  formatter: { render(item: ScoreItem): RenderedItem };
+  formatter: { render(item: ScoreItem, renderedPrompt?: string): RenderedItem; renderPrompt(item: ScoreItem): string | undefined };
   tokenizer: ItemTokenizer;
 }
 
@@ -119,15 +119,16 @@ export class PromptTokens {
 }
 
 /**
- * The key items share when they have the same prompt: its messages' JSON, so a prompt string and
- * the same single user turn as a message list (or as `messages` before the response) group
- * together. Undefined for pre-formatted `text` items, and for items splitItem refuses (their
- * rendering fails with the item's own message).
+ * The key items share when they have the same prompt: its messages' JSON, every field included
+ * (a template may read more than role and content), so a prompt string and the same single user
+ * turn as a message list (or as `messages` before the response) group together. Undefined for
+ * pre-formatted `text` items, and for items splitItem refuses (their rendering fails with the
+ * item's own message).
  */
 export function promptGroupKey(item: ScoreItem): string | undefined {
   if ('text' in item) return undefined;
   try {
-    return JSON.stringify(splitItem(item).prompt.map((m) => [m.role, m.content]));
+    return JSON.stringify(splitItem(item).prompt);
   } catch {
     return undefined;
   }
@@ -136,10 +137,11 @@ export function promptGroupKey(item: ScoreItem): string | undefined {
 /**
  * Renders and tokenizes a request's items in order, exactly as encoder.tokenizer.encode would
  * item by item; items that share a prompt (two or more) go through their group's PromptTokens
- * when `promptGroups` is on. Every item is still rendered on its own: the check that it renders
- * its group's prompt text needs the rendering, and jinja costs little beside tokenization
- * (docs/benchmarks.md#prompt-groups-grpo). Throws ItemTokenizeError naming the first item that
- * fails.
+ * when `promptGroups` is on. A group's prompt is rendered once too (equal messages render
+ * equally), but every item's full conversation is still rendered on its own: that is the text
+ * scored, and stitch() checks it begins with the group's prompt. Jinja is a large share of the
+ * cost (docs/benchmarks.md#prompt-groups-grpo). Throws ItemTokenizeError naming the first item
+ * that fails.
  */
 export function tokenizeItems(
   encoder: ItemEncoder,
@@ -154,13 +156,16 @@ export function tokenizeItems(
   for (const key of keys) if (key !== undefined) members.set(key, (members.get(key) ?? 0) + 1);
   // Per shared prompt: its tokens once built, or null where building failed (its items are encoded whole).
   const groups = new Map<string, PromptTokens | null>();
+  const prompts = new Map<string, string | undefined>();
   let groupedItems = 0;
 
   const tokenized = items.map((item, index): TokenizedItem => {
     try {
-      const rendered = formatter.render(item);
       const key = keys[index];
-      if (key === undefined || (members.get(key) ?? 0) < 2 || rendered.responseStart === undefined) return tokenizer.encode(rendered, side);
+      if (key === undefined || (members.get(key) ?? 0) < 2) return tokenizer.encode(formatter.render(item), side);
+      if (!prompts.has(key)) prompts.set(key, formatter.renderPrompt(item));
+      const rendered = formatter.render(item, prompts.get(key));
+      if (rendered.responseStart === undefined) return tokenizer.encode(rendered, side);
       let group = groups.get(key);
       // Built from the first member short enough to be stitched: a prompt longer than
       // wholeTextChars leaves every member on encode's window, whose cost max length bounds.
