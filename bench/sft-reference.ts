@@ -273,7 +273,7 @@ lines.push('');
 lines.push(`- Data: AlpacaEval GPT-4 judgments (\`${DATA}\`, models/helpful/1's data), split 80/10/10 by SHA-256 of the prompt; every run uses the first ${Number(pairs).toLocaleString('en')} training pairs ` +
   `(the same BPE of 4,096 tokens); test split ${reward[0]?.implicit.pairs ?? '?'} pairs; PandaLM human votes, ties dropped (\`${OOD}\`), scored with \`rmserve eval\`.`);
 lines.push(`- Model: d_model 128, 2 layers, 4 heads, max length 256 (0.95 M parameters, helpful/1's size). SFT phase: ${values['sft-steps']} steps × ${values['batch-size']} chosen responses, ` +
-  `LR ${values['sft-lr']}; reward runs: ${values.steps} steps × ${values['batch-size']} pairs, LR ${values.lr}; warmup ${values.warmup}, cosine; validation every ${values['eval-every']} steps, the best kept. ` +
+  `LR ${values['sft-lr']}; reward runs: ${values.steps} steps × ${values['batch-size']} pairs, LR ${values.lr}; warmup ${values.warmup}, cosine; ${values['eval-every'] === '0' ? 'validation at the end only (`--eval-every 0`). ' : `validation every ${values['eval-every']} steps, the best kept. `}` +
   `HaF-RM and GRM at the CLI defaults (HaF rm 1 / dpo 0.2 / β 0.1, zero head; GRM α 0.01 / β 0.1 with \`--grm-reg dpo\`, MLP head, dropout 0.1). Seeds ${seeds.join(', ')}: seed s's runs start from seed s's SFT phase.`);
 lines.push(`- Budget: ${jobs.length} runs, ${values.jobs} at a time with one ORT thread each, ${clock(totalSeconds)} (min:s) wall on ${cpus().length} cores ` +
   `(load average ${loadStart.toFixed(1)} at the start, ${(loadavg()[0] as number).toFixed(1)} at the end: the machine is shared).` + (failed.length ? ` Failed: ${failed.map((f) => f.id).join(', ')}.` : ''));
