@@ -35,6 +35,12 @@ async function post<T>(service: Service, url: string, payload: unknown, headers:
   return { status: reply.statusCode, body: reply.json<T>(), headers: reply.headers };
 }
 
+/** ONNX batches the server has run, from /metrics: a refused request must add none. */
+async function batchesRun(service: Service): Promise<number> {
+  const text = (await service.app.inject({ method: 'GET', url: '/metrics' })).body;
+  return [...text.matchAll(/^rmserve_batch_size_count\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // OpenRLHF: openrlhf/utils/remote_rm_utils.py posts to serve_rm.py's /get_reward.
 
@@ -416,19 +422,23 @@ describe('vLLM, SGLang and verl clients', () => {
 
   test("an input over the model's context is a 400 as in vLLM, unless truncate_prompt_tokens: -1; usage counts what the model read", async () => {
     const long = 'word '.repeat(200);
+    const batches = await batchesRun(service);
     const refused = await post<ErrorBody>(service, '/classify', { model: HF_ID, input: long });
     assert.equal(refused.status, 400);
     assert.equal(refused.body.error.code, 'input_too_long');
     assert.match(refused.body.error.message, /truncate_prompt_tokens: -1/);
+    assert.equal(await batchesRun(service), batches, 'refused once tokenized: nothing ran');
     const cut = await post<{ usage: { prompt_tokens: number } }>(service, '/classify', { model: HF_ID, input: long, truncate_prompt_tokens: -1 });
     assert.equal(cut.status, 200);
     assert.equal(cut.body.usage.prompt_tokens, 96);
     // A budget below the max length is honoured for inputs within it, refused for the others.
     const within = await post<{ usage: { prompt_tokens: number } }>(service, '/classify', { model: HF_ID, input: 'hello', truncate_prompt_tokens: 10 });
     assert.equal(within.status, 200);
+    const beforeOver = await batchesRun(service);
     const over = await post<ErrorBody>(service, '/classify', { model: HF_ID, input: 'word '.repeat(20), truncate_prompt_tokens: 10 });
     assert.equal(over.status, 400);
     assert.match(over.body.error.message, /over `truncate_prompt_tokens` 10/);
+    assert.equal(await batchesRun(service), beforeOver, 'over the budget: nothing ran');
     const sglang = await post<ErrorBody>(service, '/classify', { model: HF_ID, text: long });
     assert.equal(sglang.status, 400);
   });
@@ -482,10 +492,17 @@ describe('text-embeddings-inference clients', () => {
 
   test("truncate: false refuses an over-long input with TEI's 413 Validation; absent or true truncates; truncation_direction", async () => {
     const long = ['question', `${'long answer '.repeat(40)}THE END`];
+    const batches = await batchesRun(service);
     const refused = await post<{ error: string; error_type: string }>(service, '/predict', { inputs: long, truncate: false }, auth);
     assert.equal(refused.status, 413);
     assert.equal(refused.body.error_type, 'Validation');
     assert.match(refused.body.error, /must have less than 48 tokens/);
+    assert.equal(await batchesRun(service), batches, 'refused once tokenized: nothing ran');
+    const rankerBatches = await batchesRun(ranker);
+    const rerank = await post<{ error: string }>(ranker, '/rerank', { query: 'question', texts: ['short', 'long answer '.repeat(400)], truncate: false });
+    assert.equal(rerank.status, 413, JSON.stringify(rerank.body));
+    assert.match(rerank.body.error, /`inputs` 1 must have less than \d+ tokens/);
+    assert.equal(await batchesRun(ranker), rankerBatches, '/rerank too: nothing ran');
     for (const truncate of [undefined, true]) assert.equal((await predict({ inputs: long, ...(truncate === undefined ? {} : { truncate }) })).status, 200);
     const right = await predict({ inputs: long, raw_scores: true, truncation_direction: 'Right' });
     const left = await predict({ inputs: long, raw_scores: true, truncation_direction: 'left' });

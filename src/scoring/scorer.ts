@@ -32,8 +32,20 @@ export interface ScoreRequest {
    * (TEI's `truncate: false`). Default true.
    */
   truncate?: boolean;
+  /**
+   * Called per model once every item's tokens are known (cache hits included) and before any is
+   * queued: throwing refuses the request with nothing run. Peer routes refuse over-long inputs
+   * here in their peer's words (vLLM's context-length error, TEI's `truncate: false`).
+   */
+  checkFit?: (items: readonly ItemFit[], model: ModelVersion) => void;
   /** Aborted when the client goes away: queued items are dropped. */
   signal?: AbortSignal;
+}
+
+/** What the model made of an item: whether it had to cut it, and the tokens it saw. */
+export interface ItemFit {
+  truncated: boolean;
+  tokens: number;
 }
 
 export interface ObjectiveScore {
@@ -304,7 +316,11 @@ export class Scorer {
     if (!model.batcher.hasRoomFor(missing.length)) throw queueFull(1);
 
     // Known once tokenized: a refused request runs nothing.
-    if (request.truncate === false) refuseTruncated(hits, tokenized, missing, model);
+    if (request.truncate === false || request.checkFit !== undefined) {
+      const fits = itemFits(hits, tokenized, missing);
+      if (request.truncate === false) refuseTruncated(fits, model);
+      request.checkFit?.(fits, model);
+    }
     const timings = tokenized.map((): ItemTiming => ({}));
     const fresh = await Promise.all(
       tokenized.map(async ({ ids, truncated }, j) => {
@@ -364,16 +380,19 @@ function itemFlags(perModel: ModelScores[], i: number): { cached: boolean; trunc
   };
 }
 
+/** Every item's fit, in request order: a hit's from the cache, a miss's from its tokenization. */
+function itemFits(hits: readonly (CachedReward | undefined)[], tokenized: readonly TokenizedItem[], missing: readonly number[]): ItemFit[] {
+  const fits = hits.map((hit): ItemFit => ({ truncated: hit?.truncated ?? false, tokens: hit?.tokens ?? 0 }));
+  missing.forEach((i, j) => {
+    const item = tokenized[j] as TokenizedItem;
+    fits[i] = { truncated: item.truncated, tokens: item.ids.length };
+  });
+  return fits;
+}
+
 /** truncate: false: an item that did not fit the model is the client's to shorten. */
-function refuseTruncated(
-  hits: readonly (CachedReward | undefined)[],
-  tokenized: readonly TokenizedItem[],
-  missing: readonly number[],
-  model: ModelVersion,
-): void {
-  const truncated = hits.map((hit) => hit?.truncated ?? false);
-  missing.forEach((i, j) => (truncated[i] = (tokenized[j] as TokenizedItem).truncated));
-  const i = truncated.indexOf(true);
+function refuseTruncated(fits: readonly ItemFit[], model: ModelVersion): void {
+  const i = fits.findIndex((fit) => fit.truncated);
   if (i >= 0) {
     throw new ScoringError('input_too_long', 413, `items[${i}] is longer than model ${model.name}'s ${model.spec.maxLength} tokens and truncate is false`);
   }

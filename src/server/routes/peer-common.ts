@@ -7,7 +7,7 @@ import type { ScoreItem } from '../../model/format.js';
 import type { TruncationSide } from '../../model/tokenize.js';
 import { ScoringError } from '../../scoring/errors.js';
 import type { ModelVersion } from '../../scoring/model-version.js';
-import type { ScoredItem, Scorer } from '../../scoring/scorer.js';
+import type { ItemFit, ScoredItem, Scorer } from '../../scoring/scorer.js';
 
 /**
  * A field the peer declares Optional: pydantic (vLLM, SGLang) reads `null` as "not given", so
@@ -189,8 +189,11 @@ export function vllmTruncation(model: ModelVersion, tokens: number | null | unde
   return { truncation, allowTruncation: false, tokenBudget: tokens };
 }
 
-/** After scoring: an input the model had to cut when the client did not allow it, or one over its token budget. */
-export function refuseTooLong(items: readonly ScoredItem[], model: ModelVersion, choice: TruncationChoice, hint: string): void {
+/**
+ * Once tokenized, before anything runs (the scorer's checkFit): an input the model had to cut
+ * when the client did not allow it, or one over its token budget.
+ */
+export function refuseTooLong(items: readonly ItemFit[], model: ModelVersion, choice: TruncationChoice, hint: string): void {
   const maxLength = model.spec.maxLength;
   items.forEach((item, i) => {
     if (item.truncated && !choice.allowTruncation) {

@@ -16,7 +16,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ScoreItem } from '../../model/format.js';
 import { ScoringError } from '../../scoring/errors.js';
-import type { Scorer } from '../../scoring/scorer.js';
+import type { ItemFit, Scorer } from '../../scoring/scorer.js';
+import type { ModelVersion } from '../../scoring/model-version.js';
 import { clientAbortSignal } from '../abort.js';
 import { setTimingHeaders } from '../timing.js';
 import { activate, checkFields, defaultActivation, labelsOf, oneModel, rawValues, type FieldRule } from './peer-common.js';
@@ -143,8 +144,10 @@ function checkBatchSize(n: number, maxItems: number): void {
   if (n > maxItems) throw new ScoringError('too_many_items', 413, `batch size ${n} > maximum allowed batch size ${maxItems}`);
 }
 
-function refuseTruncated(truncated: readonly boolean[], maxLength: number): void {
-  const i = truncated.indexOf(true);
+/** `truncate: false`: TEI's 413 for an input over the max length, before anything is run. */
+function refuseTruncated(fits: readonly ItemFit[], model: ModelVersion): void {
+  const maxLength = model.spec.maxLength;
+  const i = fits.findIndex((fit) => fit.truncated);
   if (i >= 0) {
     throw new ScoringError('input_too_long', 413, `Input validation error: \`inputs\` ${i} must have less than ${maxLength} tokens (truncate is false)`);
   }
@@ -173,9 +176,9 @@ export async function teiPredict(scorer: Scorer, maxItems: number, request: Fast
     models: [model.name],
     items: sequences.map(toItem),
     truncation: truncationOf(body),
+    ...(body.truncate === false ? { checkFit: refuseTruncated } : {}),
     signal: clientAbortSignal(request, reply),
   });
-  if (body.truncate === false) refuseTruncated(result.items.map((item) => item.truncated), model.spec.maxLength);
   const labels = labelsOf(model);
   const predictions = result.items.map((item) => {
     const values = rawValues(item);
@@ -202,9 +205,9 @@ export async function teiRerank(scorer: Scorer, maxItems: number, request: Fasti
     models: [model.name],
     items: body.texts.map((text) => ({ prompt: body.query, response: text })),
     truncation: truncationOf(body),
+    ...(body.truncate === false ? { checkFit: refuseTruncated } : {}),
     signal: clientAbortSignal(request, reply),
   });
-  if (body.truncate === false) refuseTruncated(result.items.map((item) => item.truncated), model.spec.maxLength);
   const ranks = result.items.map((item, index) => {
     const raw = rawValues(item)[0] as number;
     const score = body.raw_scores === true ? raw : (activate([raw], 'sigmoid')[0] as number);

@@ -384,9 +384,9 @@ async function scoreFor(
     models: [model.name],
     items: options.items,
     ...(choice.truncation === undefined ? {} : { truncation: choice.truncation }),
+    checkFit: (fits) => refuseTooLong(fits, model, choice, options.tooLongHint),
     signal: clientAbortSignal(request, reply),
   });
-  refuseTooLong(result.items, model, choice, options.tooLongHint);
   setTimingHeaders(reply, result.timing);
   void reply.header('x-rmserve-model-versions', JSON.stringify(result.modelVersions));
   return { model, name, result };
