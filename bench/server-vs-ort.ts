@@ -676,7 +676,8 @@ try {
   rmSync(tmp, { recursive: true, force: true });
 }
 const meta = {
-  command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+  // An argument with a space (a --compare build and its flags) is quoted, so the line can be run again.
+  command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).map((a) => (/\s/.test(a) ? `'${a}'` : a)).join(' ')}` : ''}`,
   machine: `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown cpu'}), Node ${process.version}, onnxruntime-node ${ortVersion}, CPU execution provider`,
   rmserve: rmserveSource(),
   'per-request peer': `bench/per-request-peer.ts, ORT spinning ${args['peer-spinning']}`,
