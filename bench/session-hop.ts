@@ -3,7 +3,7 @@
 // through ThreadedRewardSession (the default), with ORT's thread spinning off (the default) and
 // on (--ort-spinning). No HTTP, no tokenization: the per-run overhead a single-item request at
 // concurrency 1 pays on top of the model (docs/benchmarks.md, "Why").
-//   node --import tsx bench/session-hop.ts [--model models/harmless/1/model.onnx] [--runs 300] [--rounds 3] [--length 150]
+//   node --import tsx bench/session-hop.ts [--model models/harmless/1/model.onnx] [--runs 300] [--rounds 3] [--length 150] [--intra-op-threads 0]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { RewardSession } from '../src/model/onnx-session.js';
@@ -15,6 +15,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '300' },
     rounds: { type: 'string', default: '3' },
     length: { type: 'string', default: '150' },
+    // ORT's intra-op threads (0: ORT's default, one per core)
+    'intra-op-threads': { type: 'string', default: '0' },
   },
 });
 const runs = Number(values.runs);
@@ -28,11 +30,11 @@ async function msPerRun(session: RewardRunner): Promise<number> {
   return (performance.now() - t) / runs;
 }
 
-console.log(`${values.model}, one row of ${values.length} tokens, ${runs} runs per cell; load average ${loadavg()[0]?.toFixed(2)}\n`);
+console.log(`${values.model}, one row of ${values.length} tokens, ${runs} runs per cell, intra-op threads ${values['intra-op-threads'] === '0' ? 'ORT default' : values['intra-op-threads']}; load average ${loadavg()[0]?.toFixed(2)}\n`);
 console.log('| ORT spinning | round | on this thread ms | on the inference thread ms | thread − inline ms |');
 console.log('|---|---|---|---|---|');
 for (const allowSpinning of [false, true]) {
-  const options = { device: 'cpu' as const, allowSpinning };
+  const options = { device: 'cpu' as const, allowSpinning, intraOpThreads: Number(values['intra-op-threads']) };
   const inline = await RewardSession.create(values.model as string, 0, 'right', options);
   const threaded = await ThreadedRewardSession.create(values.model as string, 0, 'right', options);
   for (let round = 1; round <= Number(values.rounds); round++) {
