@@ -28,14 +28,9 @@ export interface ScoreRequest {
   items: ScoreItem[];
   truncation?: TruncationSide;
   /**
-   * False refuses (413) an item longer than the model's max length instead of cutting it
-   * (TEI's `truncate: false`). Default true.
-   */
-  truncate?: boolean;
-  /**
    * Called per model once every item's tokens are known (cache hits included) and before any is
-   * queued: throwing refuses the request with nothing run. Peer routes refuse over-long inputs
-   * here in their peer's words (vLLM's context-length error, TEI's `truncate: false`).
+   * queued: throwing refuses the request with nothing run. Routes refuse over-long inputs here
+   * in their own words (`/v1/score`'s and TEI's `truncate: false`, vLLM's context-length error).
    */
   checkFit?: (items: readonly ItemFit[], model: ModelVersion) => void;
   /** Aborted when the client goes away: queued items are dropped. */
@@ -316,11 +311,7 @@ export class Scorer {
     if (!model.batcher.hasRoomFor(missing.length)) throw queueFull(1);
 
     // Known once tokenized: a refused request runs nothing.
-    if (request.truncate === false || request.checkFit !== undefined) {
-      const fits = itemFits(hits, tokenized, missing);
-      if (request.truncate === false) refuseTruncated(fits, model);
-      request.checkFit?.(fits, model);
-    }
+    request.checkFit?.(itemFits(hits, tokenized, missing), model);
     const timings = tokenized.map((): ItemTiming => ({}));
     const fresh = await Promise.all(
       tokenized.map(async ({ ids, truncated }, j) => {
@@ -388,14 +379,6 @@ function itemFits(hits: readonly (CachedReward | undefined)[], tokenized: readon
     fits[i] = { truncated: item.truncated, tokens: item.ids.length };
   });
   return fits;
-}
-
-/** truncate: false: an item that did not fit the model is the client's to shorten. */
-function refuseTruncated(fits: readonly ItemFit[], model: ModelVersion): void {
-  const i = fits.findIndex((fit) => fit.truncated);
-  if (i >= 0) {
-    throw new ScoringError('input_too_long', 413, `items[${i}] is longer than model ${model.name}'s ${model.spec.maxLength} tokens and truncate is false`);
-  }
 }
 
 /** The request's timing: each part's slowest model. */

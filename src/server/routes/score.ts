@@ -3,7 +3,8 @@
 // cache, so one cached score serves every transform.
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { defaultAggregate, type RewardedItem, type Scorer } from '../../scoring/scorer.js';
+import { defaultAggregate, type ItemFit, type RewardedItem, type Scorer } from '../../scoring/scorer.js';
+import type { ModelVersion } from '../../scoring/model-version.js';
 import { ScoringError } from '../../scoring/errors.js';
 import { setTimingHeaders } from '../timing.js';
 import { checkAggregate } from '../../transforms/index.js';
@@ -21,6 +22,14 @@ import {
   WeightsSchema,
   modelList,
 } from '../schemas.js';
+
+/** `truncate: false`: an item that did not fit the model is the client's to shorten (413, before anything runs). */
+function refuseTruncated(fits: readonly ItemFit[], model: ModelVersion): void {
+  const i = fits.findIndex((fit) => fit.truncated);
+  if (i >= 0) {
+    throw new ScoringError('input_too_long', 413, `items[${i}] is longer than model ${model.name}'s ${model.spec.maxLength} tokens and truncate is false`);
+  }
+}
 
 const ScoreBody = Type.Object(
   {
@@ -102,7 +111,7 @@ export const scoreRoutes: FastifyPluginAsync<ScoreRouteOptions> = async (app, { 
         },
         maxPairs: maxItems,
         truncation: body.truncation,
-        ...(body.truncate === undefined ? {} : { truncate: body.truncate }),
+        ...(body.truncate === false ? { checkFit: refuseTruncated } : {}),
         signal: clientAbortSignal(request, reply),
       });
       setTimingHeaders(reply, result.timing);
