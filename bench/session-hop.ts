@@ -39,8 +39,16 @@ for (const allowSpinning of [false, true]) {
   const threaded = await ThreadedRewardSession.create(values.model as string, 0, 'right', options);
   for (let round = 1; round <= Number(values.rounds); round++) {
     // Alternate which goes first, so a change in the machine's load falls on both.
-    const [a, b] = round % 2 === 1 ? [await msPerRun(inline), await msPerRun(threaded)] : [...[await msPerRun(threaded), await msPerRun(inline)].reverse()];
-    console.log(`| ${allowSpinning ? 'on' : 'off'} | ${round} | ${(a as number).toFixed(3)} | ${(b as number).toFixed(3)} | ${((b as number) - (a as number)).toFixed(3)} |`);
+    let inlineMs: number;
+    let threadMs: number;
+    if (round % 2 === 1) {
+      inlineMs = await msPerRun(inline);
+      threadMs = await msPerRun(threaded);
+    } else {
+      threadMs = await msPerRun(threaded);
+      inlineMs = await msPerRun(inline);
+    }
+    console.log(`| ${allowSpinning ? 'on' : 'off'} | ${round} | ${inlineMs.toFixed(3)} | ${threadMs.toFixed(3)} | ${(threadMs - inlineMs).toFixed(3)} |`);
   }
   await threaded.release();
   await inline.release();
