@@ -23,9 +23,12 @@ export const SERVE_OPTIONS = {
   interOpThreads: {
     flags: '--inter-op-threads <n>', env: 'RMSERVE_INTER_OP_THREADS', help: 'ORT inter-op threads (0 = ORT default)', default: 0, parse: nonNegativeInt,
   },
-  // Off: the event loop and the tokenizer workers need those cores between runs.
+  // On, as ORT's default: with the session on its own thread, spinning is faster at every
+  // concurrency measured and no longer costs the event loop its p99 (docs/benchmarks.md).
   ortSpinning: {
-    flags: '--ort-spinning', env: 'RMSERVE_ORT_SPINNING', help: 'let ORT threads spin-wait between runs (ORT default; off here)', fallback: false,
+    flags: '--no-ort-spinning', env: 'RMSERVE_NO_ORT_SPINNING',
+    help: "make ORT's pool threads sleep between parallel sections and runs instead of spin-waiting (ORT's default), leaving the cores to other processes",
+    docs: { default: 'spin', see: '[docs/operations.md](docs/operations.md#threads)' },
   },
   // Own thread: onnxruntime-node runs a batch synchronously on the thread that calls it.
   inferenceThread: {

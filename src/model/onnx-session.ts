@@ -16,7 +16,7 @@ export interface SessionOptions {
   device: string;
   intraOpThreads?: number;
   interOpThreads?: number;
-  /** Let ORT's thread pools spin-wait between runs (ORT's default; off here). */
+  /** Let ORT's thread pools spin-wait between parallel sections and runs (ORT's default; off when unset). */
   allowSpinning?: boolean;
 }
 
@@ -74,9 +74,10 @@ export class RewardSession {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: executionProviders(options.device),
       graphOptimizationLevel: 'all',
-      // ORT's pool threads spin between runs by default; in a server they then steal the cores the
-      // event loop needs to parse, tokenize and answer (measured: p99 at concurrency 64 fell from
-      // 2.7 s to 0.7 s with spinning off, docs/benchmarks.md).
+      // ORT's pool threads spin between runs by default. With the session on the main thread that
+      // stole the cores the event loop needed (p99 at concurrency 64: 2.7 s spinning, 0.7 s not);
+      // on the inference thread spinning is faster at every level (docs/benchmarks.md), so the
+      // server turns it on and off with --no-ort-spinning; other callers get it off unless asked.
       ...(options.allowSpinning ? {} : { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } }),
       ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
       ...(options.interOpThreads ? { interOpNumThreads: options.interOpThreads } : {}),
