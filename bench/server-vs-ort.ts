@@ -132,12 +132,18 @@ function modelRoot(name: string, root: string): { root: string; dir: string; lab
 // ---------------------------------------------------------------------------------------------
 // 1. The limit: the model alone
 
-interface DirectRun { order: 'arrival' | 'sorted'; batch: number; pairsPerSecond: number; padding: number; othersCpuSeconds: number }
+/** One setting of the sweep: row order, batch size, and whether ORT's pool threads spin (ORT's default). */
+interface DirectRun { order: 'arrival' | 'sorted'; spinning: boolean; batch: number; pairsPerSecond: number; padding: number; othersCpuSeconds: number }
+/** The sweep's rows: the two orders with spinning off, and the sorted order again with it on. */
+const SWEEPS = [
+  { order: 'arrival', spinning: false },
+  { order: 'sorted', spinning: false },
+  { order: 'sorted', spinning: true },
+] as const;
 interface DirectResult {
   runs: DirectRun[];
+  /** The fastest setting of all: the limit every ratio is taken against. */
   best: DirectRun;
-  /** The best configuration again with ORT's spinning threads on (ORT's default; rmserve's is off). */
-  bestSpinning: number;
   tokenizeMsPerItem: number;
   meanTokens: number;
 }
@@ -161,28 +167,27 @@ async function directSweep(dir: string, items: Item[]): Promise<DirectResult> {
   };
   const create = (allowSpinning: boolean): Promise<RewardSession> =>
     RewardSession.create(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { device: 'cpu', allowSpinning });
-  const session = await create(false);
+  const sessions = { off: await create(false), on: await create(true) };
   const runs: DirectRun[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const order of ['arrival', 'sorted'] as const) {
+    for (const { order, spinning } of SWEEPS) {
       for (const batch of BATCH_SIZES) {
+        const session = spinning ? sessions.on : sessions.off;
         const { value, othersCpuSeconds } = await withOthers(() => timed(session, order === 'sorted' ? sorted : arrival, batch));
         const pairsPerSecond = items.length / value.seconds;
-        const seen = runs.find((r) => r.order === order && r.batch === batch);
-        if (seen === undefined) runs.push({ order, batch, pairsPerSecond, padding: value.padding, othersCpuSeconds });
+        const seen = runs.find((r) => r.order === order && r.spinning === spinning && r.batch === batch);
+        if (seen === undefined) runs.push({ order, spinning, batch, pairsPerSecond, padding: value.padding, othersCpuSeconds });
         else if (pairsPerSecond > seen.pairsPerSecond) Object.assign(seen, { pairsPerSecond, othersCpuSeconds });
-        log(`  direct ORT (pass ${round}/${ROUNDS}), ${order} order, batches of ${batch}: ${pairsPerSecond.toFixed(1)} pairs/s (padding ${(value.padding * 100).toFixed(1)}%, others' CPU ${othersCpuSeconds.toFixed(1)} s in ${value.seconds.toFixed(1)} s)`);
+        log(`  direct ORT (pass ${round}/${ROUNDS}), ${order} order, spinning ${spinning ? 'on' : 'off'}, batches of ${batch}: ${pairsPerSecond.toFixed(1)} pairs/s (padding ${(value.padding * 100).toFixed(1)}%, others' CPU ${othersCpuSeconds.toFixed(1)} s in ${value.seconds.toFixed(1)} s)`);
       }
     }
   }
-  await session.release();
+  await sessions.off.release();
+  await sessions.on.release();
   const best = runs.reduce((a, b) => (b.pairsPerSecond > a.pairsPerSecond ? b : a));
-  const spinning = await create(true);
-  const { seconds } = await timed(spinning, best.order === 'sorted' ? sorted : arrival, best.batch);
-  await spinning.release();
-  log(`  best: ${best.order} order, batches of ${best.batch}: ${best.pairsPerSecond.toFixed(1)} pairs/s; with ORT spinning on: ${(items.length / seconds).toFixed(1)}`);
+  log(`  best: ${best.order} order, spinning ${best.spinning ? 'on' : 'off'}, batches of ${best.batch}: ${best.pairsPerSecond.toFixed(1)} pairs/s`);
   const meanTokens = arrival.reduce((n, r) => n + r.length, 0) / arrival.length;
-  return { runs, best, bestSpinning: items.length / seconds, tokenizeMsPerItem, meanTokens };
+  return { runs, best, tokenizeMsPerItem, meanTokens };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -503,6 +508,8 @@ interface ModelResult {
   loadAtStart: number[];
   direct: DirectResult;
   batching: Batching | undefined;
+  /** Each --compare build's limits: calibration is timed per server start, so they can differ. */
+  variantBatching: (Batching | undefined)[];
   rows: ServingRow[];
   rmserveHwmMb: number;
   peerHwmMb: number;
@@ -527,6 +534,8 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
     variants.push(await startServer(v.label, rmserveArgv(root, port, 0, [...v.flags, ...extraServeFlags]), port, '/ready', v.root));
   }
   const batching = await batchingOf(rmserve);
+  const variantBatching: (Batching | undefined)[] = [];
+  for (const v of variants) variantBatching.push(await batchingOf(v));
   log(`  rmserve batch limits: ${JSON.stringify(batching)}`);
   const rows: ServingRow[] = [];
   let agreement = NaN;
@@ -563,7 +572,7 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
     peerHwmMb = await stopServer(peer);
     for (const server of variants) await stopServer(server);
   }
-  const result: ModelResult = { model: name, label, loadAtStart, direct, batching, rows, rmserveHwmMb, peerHwmMb, agreement };
+  const result: ModelResult = { model: name, label, loadAtStart, direct, batching, variantBatching, rows, rmserveHwmMb, peerHwmMb, agreement };
   if (args['no-cache-check'] !== true) {
     log(`${label}: cache hits (rmserve with its cache on) ...`);
     result.cache = await cacheCheck(root, items);
@@ -583,15 +592,15 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
       `Largest reward difference rmserve vs peer on 16 items: ${m.agreement.toExponential(1)}.`);
     out.push('', '**The limit** — direct onnxruntime-node (RewardSession, no HTTP, pre-tokenized), pairs/s:', '');
     out.push(`| order | ${BATCH_SIZES.map((b) => `batch ${b}`).join(' | ')} |`, `|---|${BATCH_SIZES.map(() => '---').join('|')}|`);
-    for (const order of ['arrival', 'sorted'] as const) {
-      out.push(`| ${order === 'sorted' ? 'sorted by length' : 'arrival'} | ${BATCH_SIZES.map((b) => {
-        const r = m.direct.runs.find((x) => x.order === order && x.batch === b);
+    for (const { order, spinning } of SWEEPS) {
+      out.push(`| ${order === 'sorted' ? 'sorted by length' : 'arrival'}${spinning ? ', ORT spinning on' : ''} | ${BATCH_SIZES.map((b) => {
+        const r = m.direct.runs.find((x) => x.order === order && x.spinning === spinning && x.batch === b);
         return r === undefined ? '–' : `${r === m.direct.best ? '**' : ''}${f(r.pairsPerSecond)}${r === m.direct.best ? '**' : ''} (${f(r.padding * 100, 0)}% pad)`;
       }).join(' | ')} |`);
     }
     const others = m.direct.runs.reduce((n, r) => n + r.othersCpuSeconds, 0);
     out.push('', `Other processes used ${f(others)} CPU s during the kept runs (a run taken while they were busy reads low).`);
-    out.push('', `Best: ${m.direct.best.order} order, batches of ${m.direct.best.batch}, **${f(limit)} pairs/s** (ORT spinning on at that setting: ${f(m.direct.bestSpinning)}). ` +
+    out.push('', `Best: ${m.direct.best.order} order, ORT spinning ${m.direct.best.spinning ? 'on' : 'off'}, batches of ${m.direct.best.batch}, **${f(limit)} pairs/s**. ` +
       `Tokenization (chat template + tokenizer, not in the limit): ${f(m.direct.tokenizeMsPerItem, 2)} ms per item, ${f(m.direct.meanTokens, 0)} tokens per item on average; ` +
       `limit with tokenization on the same thread: ${f(1000 / (1000 / limit + m.direct.tokenizeMsPerItem))} pairs/s.`);
     out.push('', '**Serving** — same items, undici load generator on the same cores:', '');
@@ -610,6 +619,9 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
         const cell = (l: Level | undefined): string => (l === undefined ? '–' : `${f(l.pairsPerSecond)} (${f(l.p50)} / ${f(l.p99)})`);
         out.push(`| ${r.size} item${r.size === 1 ? '' : 's'} | ${r.concurrency} | ${r.variants.map(cell).join(' | ')} | ${cell(r.rmserve)} | ${f(r.peer.pairsPerSecond)} |`);
       }
+      const limits = (b: Batching | undefined): string => (b === undefined ? 'unknown' : `${b.max_batch_size} rows / ${b.max_batch_tokens} tokens`);
+      out.push('', `Batch limits each build chose at load (calibrated per server start): ${VARIANTS.map((v, i) => `${v.label} ${limits(m.variantBatching[i])}`).join('; ')}; this rmserve ${limits(m.batching)}. ` +
+        "The builds run from clean copies of their commits but share this checkout's node_modules, so a dependency change is not part of the comparison.");
     }
     const retried = m.rows.flatMap((r) => [['rmserve', r.rmserve] as const, ['peer', r.peer] as const].filter(([, l]) => l.transportErrors > 0).map(([who, l]) => `${who} ${r.size}-item c=${r.concurrency}: ${l.transportErrors}`));
     if (retried.length > 0) out.push('', `Requests retried after a reset connection: ${retried.join('; ')}.`);
