@@ -54,6 +54,9 @@ export async function createService(
       throw new Error(`--transform ${transform} --aggregate ${aggregate}: ${(err as Error).message}`);
     }
   }
+  if (config.instances > 1 && !config.inferenceThread) {
+    throw new Error(`--instances ${config.instances} needs the inference threads: on the main thread the sessions could only run one batch at a time`);
+  }
   const metrics = new RmserveMetrics();
   const registry = new ModelRegistry(config.modelsRoot, {
     metrics,
@@ -66,6 +69,7 @@ export async function createService(
       maxPaddingRatio: config.maxPaddingRatio,
     },
     calibrateBatching: config.calibrateBatching,
+    instances: config.instances,
   }, { pins: config.pins, log: options.log });
   await registry.loadAll(options.log);
   const scorer = new Scorer(

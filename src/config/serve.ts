@@ -36,6 +36,13 @@ export const SERVE_OPTIONS = {
     help: 'run ONNX on the main thread (the event loop then waits out every batch) instead of a thread per model version',
     docs: { default: 'a thread per version', see: '[docs/operations.md](docs/operations.md#threads)' },
   },
+  // Triton's instance count: on a small CPU model two single-threaded sessions outrun one
+  // two-threaded session under load, at a cost at concurrency 1 (docs/operations.md#threads).
+  instances: {
+    flags: '--instances <n>', env: 'RMSERVE_INSTANCES', default: 1, parse: positiveInt,
+    help: 'ONNX sessions per model version, each on its own thread, running batches side by side; on a CPU pair with --intra-op-threads (instances × threads ≈ cores)',
+    docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
+  },
   maxBatchSize: { flags: '--max-batch-size <n>', env: 'RMSERVE_MAX_BATCH_SIZE', help: 'most rows per ONNX run', default: 64, parse: nonNegativeInt },
   maxBatchTokens: {
     flags: '--max-batch-tokens <n>', env: 'RMSERVE_MAX_BATCH_TOKENS', help: 'most padded tokens per ONNX run', default: 32768, parse: nonNegativeInt,

@@ -16,6 +16,11 @@ export interface BatcherOptions {
    * keeps cross-request batches as cheap as length-sorted offline ones; 1 turns it off.
    */
   maxPaddingRatio?: number;
+  /**
+   * Batches run at once (the version's session instances, --instances); 1 by default. Each
+   * instance takes the next batch as soon as it is free.
+   */
+  maxInFlight?: number;
 }
 
 export interface BatchStats {
@@ -155,16 +160,16 @@ export class DynamicBatcher {
     });
   }
 
-  // The batching loop: run when a batch is full or its oldest item has waited max-wait-ms,
-  // one batch in flight at a time (ORT already uses every core for one run on CPU).
+  // The batching loop: run when a batch is full or its oldest item has waited max-wait-ms, one
+  // batch per free session instance (one by default: ORT already uses every core for one run).
   private schedule(): void {
-    if (this.inFlight > 0 || this.queue.length === 0) return;
+    if (this.inFlight >= (this.options.maxInFlight ?? 1) || this.queue.length === 0) return;
     clearTimeout(this.timer);
     this.timer = undefined;
     const oldest = this.queue[0] as QueuedItem;
     const waited = performance.now() - oldest.enqueuedAt;
-    // Nothing runs (this is only reached with no batch in flight): with max-wait-ms 0 the queue
-    // goes at once, as TEI's does; items that arrive meanwhile form the next batch.
+    // A free instance: with max-wait-ms 0 the queue goes at once, as TEI's does; items that arrive
+    // meanwhile form the next batch.
     if (!this.batchIsFull() && waited < this.options.maxWaitMs) {
       this.timer = setTimeout(() => this.schedule(), this.options.maxWaitMs - waited);
       return;
@@ -176,6 +181,8 @@ export class DynamicBatcher {
       if (this.queue.length > 0) this.schedule();
       else if (this.inFlight === 0) this.idleWaiters.splice(0).forEach((wake) => wake());
     });
+    // Another free instance takes what the batch left, without waiting for this one to finish.
+    if (this.queue.length > 0) this.schedule();
   }
 
   private batchIsFull(): boolean {

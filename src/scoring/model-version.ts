@@ -18,6 +18,8 @@ export interface LoadOptions {
   metrics: RmserveMetrics;
   /** Time batch sizes at load and batch by measured cost per row (src/scoring/calibrate.ts). */
   calibrateBatching?: boolean;
+  /** Sessions of the model, each running its own batches (--instances); 1 by default. */
+  instances?: number;
 }
 
 /** The batch limits a version runs with, and whether they were measured. */
@@ -69,7 +71,8 @@ export class ModelVersion {
     readonly spec: ModelSpec,
     /** The folder's fingerprint when it was loaded: tells a rewrite under the same version name. */
     readonly fingerprint: string,
-    private readonly session: RewardRunner,
+    /** The session instances; the batcher keeps at most one batch on each. */
+    private readonly sessions: readonly RewardRunner[],
     readonly batcher: DynamicBatcher,
     readonly batching: BatchingLimits,
     numOutputs: number,
@@ -84,6 +87,11 @@ export class ModelVersion {
     }
     this.objectives = labels ?? (numOutputs === 1 ? [name] : Array.from({ length: numOutputs }, (_, i) => `${name}_${i}`));
     metrics.retainVersion(versionLabels(this));
+  }
+
+  /** Session instances serving this version (--instances). */
+  get instances(): number {
+    return this.sessions.length;
   }
 
   /** `name@version`, the logs' name of this version (metrics label model and version apart). */
@@ -122,22 +130,31 @@ export class ModelVersion {
     // Taken before the files are read, so a folder rewritten during the load looks changed.
     const fingerprint = folderFingerprint(dir);
     const spec = readModelFolder(dir);
-    const session = await openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session, cacheShapeHints(spec.files.config));
+    const open = (): Promise<RewardRunner> =>
+      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session, cacheShapeHints(spec.files.config));
+    const sessions: RewardRunner[] = [];
     try {
-      const k = await selfCheck(`${name}@${version}`, spec, session);
+      for (let i = 0; i < (options.instances ?? 1); i++) sessions.push(await open());
+      // Every instance is checked: each is its own session, warmed on both shapes.
+      let k = 0;
+      for (const session of sessions) k = await selfCheck(`${name}@${version}`, spec, session);
       const { metrics } = options;
       const labels = versionLabels({ name, version });
       const batching = await batchingLimits(spec, options);
+      // The batcher never has more batches in flight than instances, so one is always free.
+      const free = [...sessions];
       const batcher = new DynamicBatcher(
         async (batch) => {
+          const session = free.pop() as RewardRunner;
           const finished = metrics.batchStarted(labels, batch.length);
           try {
             return (await session.run(batch)).rewards;
           } finally {
             finished();
+            free.push(session);
           }
         },
-        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens },
+        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens, maxInFlight: sessions.length },
         (stats) => {
           metrics.batchSize.observe(labels, stats.rows);
           metrics.batchTokens.observe(labels, stats.paddedTokens);
@@ -148,9 +165,9 @@ export class ModelVersion {
         },
         (depth) => metrics.queueDepth.set(labels, depth),
       );
-      return new ModelVersion(name, version, spec, fingerprint, session, batcher, batching, k, (performance.now() - started) / 1000, metrics);
+      return new ModelVersion(name, version, spec, fingerprint, sessions, batcher, batching, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
-      await session.release();
+      await Promise.all(sessions.map((session) => session.release()));
       throw err;
     }
   }
@@ -195,7 +212,7 @@ export class ModelVersion {
     }
     this.batcher.close();
     await this.batcher.drain();
-    await this.session.release();
+    await Promise.all(this.sessions.map((session) => session.release()));
     this.metrics.releaseVersion(versionLabels(this));
   }
 }

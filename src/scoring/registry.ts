@@ -43,6 +43,8 @@ export interface ModelStatus {
     padding_side: string;
     /** The batch limits this version runs with; calibrated ones were measured at load. */
     batching: { max_batch_size: number; max_batch_tokens: number; calibrated: boolean; calibration_seconds?: number };
+    /** Session instances running batches side by side (--instances). */
+    instances: number;
     metrics?: Record<string, unknown>;
   } | null;
   /** Complete versions on disk, oldest first. */
@@ -426,6 +428,7 @@ export class ModelRegistry {
               calibrated: model.batching.calibrated,
               ...(model.batching.calibrationSeconds === undefined ? {} : { calibration_seconds: Number(model.batching.calibrationSeconds.toFixed(3)) }),
             },
+            instances: model.instances,
             ...(model.spec.manifest?.metrics ? { metrics: model.spec.manifest.metrics } : {}),
           }
         : null,

@@ -32,6 +32,7 @@ export const ModelStatusSchema = Type.Object({
         calibrated: Type.Boolean({ description: 'true when the limits were chosen by timing batch sizes at load (--calibrate-batching)' }),
         calibration_seconds: Type.Optional(Type.Number()),
       }),
+      instances: Type.Integer({ description: 'ONNX sessions of this version running batches side by side (--instances)' }),
       metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
   ]),

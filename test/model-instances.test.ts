@@ -1,0 +1,96 @@
+// --instances: a model version with N ONNX sessions, each on its own inference thread, runs up
+// to N batches at once (Triton's instance count). The batcher is checked with a gated runner (a
+// second batch starts while the first is held only when two are allowed); the server through
+// app.inject, where the sum of the batches' run times can exceed the wall time only if runs
+// overlapped, with one instance as the control that cannot.
+import assert from 'node:assert/strict';
+import { cpSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { DynamicBatcher } from '../src/scoring/batcher.js';
+import { tokenKey } from '../src/scoring/reward-cache.js';
+import { createService } from '../src/service.js';
+import { REPO_ROOT, tempModelsRoot } from './helpers/model-fixtures.js';
+
+function gatedBatcher(maxInFlight: number | undefined) {
+  let running = 0;
+  let most = 0;
+  const gates: (() => void)[] = [];
+  const batcher = new DynamicBatcher(
+    async (rows) => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise<void>((resolve) => gates.push(resolve));
+      running--;
+      return rows.map((r) => Float32Array.of(r.length));
+    },
+    { maxBatchSize: 1, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, ...(maxInFlight === undefined ? {} : { maxInFlight }) },
+  );
+  return { batcher, started: () => gates.length, openAll: () => gates.splice(0).forEach((open) => open()), most: () => most };
+}
+
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('the batcher with several instances', () => {
+  for (const [allowed, expected] of [[undefined, 1], [2, 2], [3, 3]] as const) {
+    test(`maxInFlight ${allowed ?? 'unset'}: ${expected} batch(es) start before any finishes`, async () => {
+      const { batcher, started, openAll, most } = gatedBatcher(allowed);
+      const results = [1, 2, 3, 4].map((n) => batcher.submit(Array.from({ length: n }, (_, i) => i + 1), tokenKey([n]), undefined));
+      await tick();
+      assert.equal(started(), expected);
+      // Each finished batch frees its instance for the next, until every item has run.
+      while ((await Promise.race([Promise.all(results).then(() => true), tick().then(() => false)])) === false) openAll();
+      assert.deepEqual((await Promise.all(results)).map((r) => r[0]), [1, 2, 3, 4]);
+      assert.equal(most(), expected);
+    });
+  }
+});
+
+describe('rmserve serve --instances', () => {
+  const items = Array.from({ length: 48 }, (_, i) => ({ prompt: `How do I keep question ${i} short?`, response: `Answer ${i}: ${'briefly. '.repeat(1 + (i % 7))}` }));
+
+  async function serve(instances: number) {
+    const root = tempModelsRoot();
+    cpSync(join(REPO_ROOT, 'models/harmless'), join(root, 'harmless'), { recursive: true });
+    return createService({ modelsRoot: root, cacheSize: 0, watch: false, instances, intraOpThreads: 1, calibrateBatching: false, maxBatchSize: 4 });
+  }
+
+  /** Scores the items as concurrent single-item requests; the rewards and how much the runs overlapped. */
+  async function scoreConcurrently(instances: number): Promise<{ rewards: number[]; runSeconds: number; wallSeconds: number; reported: unknown }> {
+    const service = await serve(instances);
+    try {
+      const models = (await service.app.inject({ method: 'GET', url: '/v1/models' })).json() as { models: { serving: { instances: number } }[] };
+      const started = performance.now();
+      const replies = await Promise.all(items.map((item) => service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'harmless', items: [item] } })));
+      const wallSeconds = (performance.now() - started) / 1000;
+      for (const reply of replies) assert.equal(reply.statusCode, 200, reply.body);
+      const metrics = (await service.app.inject({ method: 'GET', url: '/metrics' })).body;
+      const line = metrics.split('\n').find((l) => l.startsWith('rmserve_inference_duration_seconds_sum'));
+      assert.ok(line !== undefined, 'rmserve_inference_duration_seconds_sum is exposed');
+      return {
+        rewards: replies.map((r) => (r.json() as { results: { reward: number }[] }).results[0]!.reward),
+        runSeconds: Number(line.split(' ').pop()),
+        wallSeconds,
+        reported: models.models[0]?.serving.instances,
+      };
+    } finally {
+      await service.close();
+    }
+  }
+
+  test('two instances run batches side by side and score as one does', async () => {
+    const one = await scoreConcurrently(1);
+    const two = await scoreConcurrently(2);
+    assert.equal(one.reported, 1);
+    assert.equal(two.reported, 2);
+    // One session runs one batch at a time: its runs fit in the wall time. Two overlap.
+    assert.ok(one.runSeconds <= one.wallSeconds, `1 instance: ${one.runSeconds} s of runs in ${one.wallSeconds} s`);
+    assert.ok(two.runSeconds > two.wallSeconds, `2 instances: ${two.runSeconds} s of runs in ${two.wallSeconds} s`);
+    for (const [i, reward] of two.rewards.entries()) assert.ok(Math.abs(reward - (one.rewards[i] as number)) < 1e-4, `item ${i}: ${reward} vs ${one.rewards[i]}`);
+  });
+
+  test('more than one instance needs the inference threads', async () => {
+    const root = tempModelsRoot();
+    await assert.rejects(createService({ modelsRoot: root, instances: 2, inferenceThread: false }), /--instances 2 needs the inference threads/);
+  });
+});
