@@ -251,10 +251,20 @@ function freePort(): Promise<number> {
 
 interface Server { name: string; child: ChildProcess; pid: number; origin: string }
 
+/** Every server child still running: killed if the bench dies, so none outlives it holding a port and memory. */
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
 async function startServer(name: string, argv: string[], port: number, readyPath: string, cwd = REPO_ROOT): Promise<Server> {
   const child = spawn(process.execPath, ['--import', 'tsx', ...argv], { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+  children.add(child);
   let exited: string | undefined;
-  child.once('exit', (code, signal) => (exited = `exited (${code ?? signal})`));
+  child.once('exit', (code, signal) => {
+    exited = `exited (${code ?? signal})`;
+    children.delete(child);
+  });
   const origin = `http://127.0.0.1:${port}`;
   // Loading includes rmserve's batch calibration, slower on a busy machine: allow two minutes.
   for (let i = 0; i < 1200 && exited === undefined; i++) {
