@@ -152,6 +152,14 @@ export class RmserveMetrics {
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
   });
+  // With --solo-threads: the share of batches that had the model to themselves tells how often
+  // the server was latency-bound (solo) rather than loaded (the instances).
+  readonly soloBatches = new Counter({
+    name: 'rmserve_solo_batches_total',
+    help: 'ONNX runs that had the model version to themselves and ran on its solo session (--solo-threads)',
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+  });
   readonly cacheHits = new Counter({
     name: 'rmserve_cache_hits_total',
     help: 'Items answered from the reward cache',
@@ -276,6 +284,7 @@ export class RmserveMetrics {
       this.queueDepth,
       this.batchesRunning,
       this.rowsRunning,
+      this.soloBatches,
       this.cacheHits,
       this.cacheMisses,
       this.tokensTotal,

@@ -54,8 +54,9 @@ export async function createService(
       throw new Error(`--transform ${transform} --aggregate ${aggregate}: ${(err as Error).message}`);
     }
   }
-  if (config.instances > 1 && !config.inferenceThread) {
-    throw new Error(`--instances ${config.instances} needs the inference threads: on the main thread the sessions could only run one batch at a time`);
+  if ((config.instances > 1 || config.soloThreads > 0) && !config.inferenceThread) {
+    const flag = config.instances > 1 ? `--instances ${config.instances}` : `--solo-threads ${config.soloThreads}`;
+    throw new Error(`${flag} needs the inference threads: on the main thread the sessions could only run one batch at a time`);
   }
   const metrics = new RmserveMetrics();
   const registry = new ModelRegistry(config.modelsRoot, {
@@ -70,6 +71,7 @@ export async function createService(
     },
     calibrateBatching: config.calibrateBatching,
     instances: config.instances,
+    soloThreads: config.soloThreads,
   }, { pins: config.pins, log: options.log });
   await registry.loadAll(options.log);
   const scorer = new Scorer(

@@ -1,8 +1,9 @@
 // --instances: a model version with N ONNX sessions, each on its own inference thread, runs up
-// to N batches at once (Triton's instance count). The batcher is checked with a gated runner (a
-// second batch starts while the first is held only when two are allowed); the server through
-// app.inject, where the sum of the batches' run times can exceed the wall time only if runs
-// overlapped, with one instance as the control that cannot.
+// to N batches at once (Triton's instance count); --solo-threads adds a session for batches that
+// have the model to themselves. The batcher is checked with a gated runner (a second batch starts
+// while the first is held only when two are allowed; a solo batch holds everything else back);
+// the server through app.inject, where the sum of the batches' run times can exceed the wall time
+// only if runs overlapped, with one instance as the control that cannot.
 import assert from 'node:assert/strict';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,21 +13,23 @@ import { tokenKey } from '../src/scoring/reward-cache.js';
 import { createService } from '../src/service.js';
 import { REPO_ROOT, tempModelsRoot } from './helpers/model-fixtures.js';
 
-function gatedBatcher(maxInFlight: number | undefined) {
+function gatedBatcher(maxInFlight: number | undefined, soloRuns = false) {
   let running = 0;
   let most = 0;
   const gates: (() => void)[] = [];
+  const solos: boolean[] = [];
   const batcher = new DynamicBatcher(
-    async (rows) => {
+    async (rows, solo) => {
+      solos.push(solo);
       running++;
       most = Math.max(most, running);
       await new Promise<void>((resolve) => gates.push(resolve));
       running--;
       return rows.map((r) => Float32Array.of(r.length));
     },
-    { maxBatchSize: 1, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, ...(maxInFlight === undefined ? {} : { maxInFlight }) },
+    { maxBatchSize: 1, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, soloRuns, ...(maxInFlight === undefined ? {} : { maxInFlight }) },
   );
-  return { batcher, started: () => gates.length, openAll: () => gates.splice(0).forEach((open) => open()), most: () => most };
+  return { batcher, solos, started: () => gates.length, openAll: () => gates.splice(0).forEach((open) => open()), most: () => most };
 }
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -46,32 +49,64 @@ describe('the batcher with several instances', () => {
   }
 });
 
+test('soloRuns: a lone batch runs solo and holds the instances back; batches under load do not', async () => {
+  const { batcher, solos, started, openAll } = gatedBatcher(2, true);
+  const submit = (n: number): Promise<Float32Array> => batcher.submit(Array.from({ length: n }, (_, i) => i + 1), tokenKey([n]), undefined);
+  const lone = submit(1);
+  await tick();
+  assert.deepEqual(solos, [true]);
+  // Three more arrive while it runs: the second instance is free, but nothing starts beside a solo run.
+  const rest = [2, 3, 4].map(submit);
+  await tick();
+  assert.equal(started(), 1);
+  openAll();
+  assert.equal((await lone)[0], 1);
+  await tick();
+  // Now there is a queue: two batches at once, neither solo.
+  assert.equal(started(), 2);
+  while ((await Promise.race([Promise.all(rest).then(() => true), tick().then(() => false)])) === false) openAll();
+  assert.deepEqual((await Promise.all(rest)).map((r) => r[0]), [2, 3, 4]);
+  assert.deepEqual(solos, [true, false, false, false]);
+});
+
 describe('rmserve serve --instances', () => {
   const items = Array.from({ length: 48 }, (_, i) => ({ prompt: `How do I keep question ${i} short?`, response: `Answer ${i}: ${'briefly. '.repeat(1 + (i % 7))}` }));
 
-  async function serve(instances: number) {
+  async function serve(instances: number, soloThreads = 0) {
     const root = tempModelsRoot();
     cpSync(join(REPO_ROOT, 'models/harmless'), join(root, 'harmless'), { recursive: true });
-    return createService({ modelsRoot: root, cacheSize: 0, watch: false, instances, intraOpThreads: 1, calibrateBatching: false, maxBatchSize: 4 });
+    return createService({ modelsRoot: root, cacheSize: 0, watch: false, instances, soloThreads, intraOpThreads: 1, calibrateBatching: false, maxBatchSize: 4 });
   }
 
+  const counter = (metrics: string, name: string): number =>
+    Number(metrics.split('\n').find((l) => l.startsWith(name))?.split(' ').pop() ?? 0);
+
   /** Scores the items as concurrent single-item requests; the rewards and how much the runs overlapped. */
-  async function scoreConcurrently(instances: number): Promise<{ rewards: number[]; runSeconds: number; wallSeconds: number; reported: unknown }> {
-    const service = await serve(instances);
+  async function scoreConcurrently(
+    instances: number,
+    soloThreads = 0,
+  ): Promise<{ rewards: number[]; runSeconds: number; wallSeconds: number; reported: unknown; soloBatches: number; loneSolo: number }> {
+    const service = await serve(instances, soloThreads);
     try {
-      const models = (await service.app.inject({ method: 'GET', url: '/v1/models' })).json() as { models: { serving: { instances: number } }[] };
+      const models = (await service.app.inject({ method: 'GET', url: '/v1/models' })).json() as { models: { serving: { instances: number; solo_threads: number } }[] };
+      // One request on an idle server: with a solo session, its batch runs there.
+      const first = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'harmless', items: [{ prompt: 'Hi?', response: 'Hello.' }] } });
+      assert.equal(first.statusCode, 200, first.body);
+      const loneSolo = counter((await service.app.inject({ method: 'GET', url: '/metrics' })).body, 'rmserve_solo_batches_total');
+      const before = counter((await service.app.inject({ method: 'GET', url: '/metrics' })).body, 'rmserve_inference_duration_seconds_sum');
       const started = performance.now();
       const replies = await Promise.all(items.map((item) => service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'harmless', items: [item] } })));
       const wallSeconds = (performance.now() - started) / 1000;
       for (const reply of replies) assert.equal(reply.statusCode, 200, reply.body);
       const metrics = (await service.app.inject({ method: 'GET', url: '/metrics' })).body;
-      const line = metrics.split('\n').find((l) => l.startsWith('rmserve_inference_duration_seconds_sum'));
-      assert.ok(line !== undefined, 'rmserve_inference_duration_seconds_sum is exposed');
+      assert.ok(metrics.includes('rmserve_inference_duration_seconds_sum'), 'rmserve_inference_duration_seconds_sum is exposed');
       return {
         rewards: replies.map((r) => (r.json() as { results: { reward: number }[] }).results[0]!.reward),
-        runSeconds: Number(line.split(' ').pop()),
+        runSeconds: counter(metrics, 'rmserve_inference_duration_seconds_sum') - before,
         wallSeconds,
-        reported: models.models[0]?.serving.instances,
+        reported: [models.models[0]?.serving.instances, models.models[0]?.serving.solo_threads],
+        soloBatches: counter(metrics, 'rmserve_solo_batches_total') - loneSolo,
+        loneSolo,
       };
     } finally {
       await service.close();
@@ -81,16 +116,28 @@ describe('rmserve serve --instances', () => {
   test('two instances run batches side by side and score as one does', async () => {
     const one = await scoreConcurrently(1);
     const two = await scoreConcurrently(2);
-    assert.equal(one.reported, 1);
-    assert.equal(two.reported, 2);
+    assert.deepEqual(one.reported, [1, 0]);
+    assert.deepEqual(two.reported, [2, 0]);
+    assert.equal(two.loneSolo + two.soloBatches, 0);
     // One session runs one batch at a time: its runs fit in the wall time. Two overlap.
     assert.ok(one.runSeconds <= one.wallSeconds, `1 instance: ${one.runSeconds} s of runs in ${one.wallSeconds} s`);
     assert.ok(two.runSeconds > two.wallSeconds, `2 instances: ${two.runSeconds} s of runs in ${two.wallSeconds} s`);
     for (const [i, reward] of two.rewards.entries()) assert.ok(Math.abs(reward - (one.rewards[i] as number)) < 1e-4, `item ${i}: ${reward} vs ${one.rewards[i]}`);
   });
 
+  test('a solo session takes the lone request, the instances the load', async () => {
+    const one = await scoreConcurrently(1);
+    const hybrid = await scoreConcurrently(2, 2);
+    assert.deepEqual(hybrid.reported, [2, 2]);
+    assert.equal(hybrid.loneSolo, 1, 'the lone request ran on the solo session');
+    // Under 48 concurrent requests the two instances ran side by side (a solo run never overlaps another).
+    assert.ok(hybrid.runSeconds > hybrid.wallSeconds, `${hybrid.runSeconds} s of runs in ${hybrid.wallSeconds} s (${hybrid.soloBatches} solo)`);
+    for (const [i, reward] of hybrid.rewards.entries()) assert.ok(Math.abs(reward - (one.rewards[i] as number)) < 1e-4, `item ${i}: ${reward} vs ${one.rewards[i]}`);
+  });
+
   test('more than one instance needs the inference threads', async () => {
     const root = tempModelsRoot();
     await assert.rejects(createService({ modelsRoot: root, instances: 2, inferenceThread: false }), /--instances 2 needs the inference threads/);
+    await assert.rejects(createService({ modelsRoot: root, soloThreads: 2, inferenceThread: false }), /--solo-threads 2 needs the inference threads/);
   });
 });

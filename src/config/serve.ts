@@ -43,6 +43,12 @@ export const SERVE_OPTIONS = {
     help: 'ONNX sessions per model version, each on its own thread, running batches side by side; on a CPU pair with --intra-op-threads (instances × threads ≈ cores)',
     docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
   },
+  // With narrow instances, the session a lone request gets: every core for one run.
+  soloThreads: {
+    flags: '--solo-threads <n>', env: 'RMSERVE_SOLO_THREADS', default: 0, parse: nonNegativeInt,
+    help: 'one more session with this many ORT threads, for batches that have the model to themselves (nothing else queued or running); with --instances N --intra-op-threads 1, keeps a lone request fast (0 = none)',
+    docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
+  },
   maxBatchSize: { flags: '--max-batch-size <n>', env: 'RMSERVE_MAX_BATCH_SIZE', help: 'most rows per ONNX run', default: 64, parse: nonNegativeInt },
   maxBatchTokens: {
     flags: '--max-batch-tokens <n>', env: 'RMSERVE_MAX_BATCH_TOKENS', help: 'most padded tokens per ONNX run', default: 32768, parse: nonNegativeInt,

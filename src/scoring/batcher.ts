@@ -21,6 +21,12 @@ export interface BatcherOptions {
    * instance takes the next batch as soon as it is free.
    */
   maxInFlight?: number;
+  /**
+   * A batch taken with nothing else running and nothing left queued runs alone: the runner is
+   * told (`solo`), and nothing else starts until it is done. The version then runs it on a
+   * session with every core (--solo-threads), while batches under load go to the instances.
+   */
+  soloRuns?: boolean;
 }
 
 export interface BatchStats {
@@ -30,10 +36,12 @@ export interface BatchStats {
   realTokens: number;
   runSeconds: number;
   queueWaitSeconds: number[];
+  /** Whether the batch ran alone (soloRuns). */
+  solo: boolean;
 }
 
-/** Runs one batch of token-id rows and returns one reward vector per row. */
-export type BatchRunner = (rows: readonly (readonly number[])[]) => Promise<Float32Array[]>;
+/** Runs one batch of token-id rows and returns one reward vector per row; `solo`: see soloRuns. */
+export type BatchRunner = (rows: readonly (readonly number[])[], solo: boolean) => Promise<Float32Array[]>;
 
 
 interface QueuedItem {
@@ -63,6 +71,8 @@ export class DynamicBatcher {
   /** Slots held for items still being tokenized, so admission is decided before that work. */
   private reserved = 0;
   private inFlight = 0;
+  /** A solo batch is running: nothing else may start. */
+  private soloRunning = false;
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
   private idleWaiters: (() => void)[] = [];
@@ -163,7 +173,7 @@ export class DynamicBatcher {
   // The batching loop: run when a batch is full or its oldest item has waited max-wait-ms, one
   // batch per free session instance (one by default: ORT already uses every core for one run).
   private schedule(): void {
-    if (this.inFlight >= (this.options.maxInFlight ?? 1) || this.queue.length === 0) return;
+    if (this.soloRunning || this.inFlight >= (this.options.maxInFlight ?? 1) || this.queue.length === 0) return;
     clearTimeout(this.timer);
     this.timer = undefined;
     const oldest = this.queue[0] as QueuedItem;
@@ -174,10 +184,15 @@ export class DynamicBatcher {
       this.timer = setTimeout(() => this.schedule(), this.options.maxWaitMs - waited);
       return;
     }
+    const idle = this.options.soloRuns === true && this.inFlight === 0;
     const batch = this.takeBatch();
+    // Solo only if the batch took everything: with items left over, the instances share the load.
+    const solo = idle && this.queue.length === 0;
     this.inFlight++;
-    void this.execute(batch).finally(() => {
+    this.soloRunning = solo;
+    void this.execute(batch, solo).finally(() => {
       this.inFlight--;
+      this.soloRunning = false;
       if (this.queue.length > 0) this.schedule();
       else if (this.inFlight === 0) this.idleWaiters.splice(0).forEach((wake) => wake());
     });
@@ -225,12 +240,12 @@ export class DynamicBatcher {
     return [...rows.values()];
   }
 
-  private async execute(rows: QueuedItem[][]): Promise<void> {
+  private async execute(rows: QueuedItem[][], solo: boolean): Promise<void> {
     const started = performance.now();
     for (const group of rows) for (const item of group) item.detach();
     const inputs = rows.map((group) => (group[0] as QueuedItem).ids);
     try {
-      const rewards = await this.runBatch(inputs);
+      const rewards = await this.runBatch(inputs, solo);
       const runSeconds = (performance.now() - started) / 1000;
       for (const item of rows.flat()) {
         if (item.timing !== undefined) {
@@ -247,13 +262,14 @@ export class DynamicBatcher {
         realTokens: inputs.reduce((n, ids) => n + ids.length, 0),
         runSeconds,
         queueWaitSeconds: rows.flat().map((item) => (started - item.enqueuedAt) / 1000),
+        solo,
       });
     } catch (err) {
       if (rows.length === 1) {
         for (const item of rows[0] as QueuedItem[]) item.reject(inferenceFailed(err));
         return;
       }
-      await this.retryAlone(rows);
+      await this.retryAlone(rows, solo);
     }
   }
 
@@ -261,10 +277,10 @@ export class DynamicBatcher {
    * A failed batch is run again row by row, once, so one input the model cannot take (a shape
    * it rejects, a kernel that throws) fails only its own requests and not its neighbours'.
    */
-  private async retryAlone(rows: QueuedItem[][]): Promise<void> {
+  private async retryAlone(rows: QueuedItem[][], solo: boolean): Promise<void> {
     for (const group of rows) {
       try {
-        const [reward] = await this.runBatch([(group[0] as QueuedItem).ids]);
+        const [reward] = await this.runBatch([(group[0] as QueuedItem).ids], solo);
         for (const item of group) item.resolve(reward as Float32Array);
       } catch (err) {
         for (const item of group) item.reject(inferenceFailed(err));

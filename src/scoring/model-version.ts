@@ -20,6 +20,12 @@ export interface LoadOptions {
   calibrateBatching?: boolean;
   /** Sessions of the model, each running its own batches (--instances); 1 by default. */
   instances?: number;
+  /**
+   * Intra-op threads of one more session that runs the batches that have the model to themselves
+   * (--solo-threads; 0 or unset: none): with several narrow instances, a lone request still gets
+   * every core.
+   */
+  soloThreads?: number;
 }
 
 /** The batch limits a version runs with, and whether they were measured. */
@@ -71,8 +77,10 @@ export class ModelVersion {
     readonly spec: ModelSpec,
     /** The folder's fingerprint when it was loaded: tells a rewrite under the same version name. */
     readonly fingerprint: string,
-    /** The session instances; the batcher keeps at most one batch on each. */
+    /** The session instances (the solo session last, if any); the batcher keeps at most one batch on each. */
     private readonly sessions: readonly RewardRunner[],
+    /** Intra-op threads of the solo session, the last of `sessions` (--solo-threads); 0: none. */
+    private readonly soloThreadCount: number,
     readonly batcher: DynamicBatcher,
     readonly batching: BatchingLimits,
     numOutputs: number,
@@ -89,9 +97,14 @@ export class ModelVersion {
     metrics.retainVersion(versionLabels(this));
   }
 
-  /** Session instances serving this version (--instances). */
+  /** Session instances serving this version (--instances), the solo session not counted. */
   get instances(): number {
-    return this.sessions.length;
+    return this.sessions.length - (this.soloThreadCount > 0 ? 1 : 0);
+  }
+
+  /** Intra-op threads of the solo session (--solo-threads), 0 without one. */
+  get soloThreads(): number {
+    return this.soloThreadCount;
   }
 
   /** `name@version`, the logs' name of this version (metrics label model and version apart). */
@@ -130,31 +143,36 @@ export class ModelVersion {
     // Taken before the files are read, so a folder rewritten during the load looks changed.
     const fingerprint = folderFingerprint(dir);
     const spec = readModelFolder(dir);
-    const open = (): Promise<RewardRunner> =>
-      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session, cacheShapeHints(spec.files.config));
+    const open = (threads?: number): Promise<RewardRunner> =>
+      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, ...(threads === undefined ? {} : { intraOpThreads: threads }) }, cacheShapeHints(spec.files.config));
     const sessions: RewardRunner[] = [];
+    const soloThreads = options.soloThreads ?? 0;
     try {
       for (let i = 0; i < (options.instances ?? 1); i++) sessions.push(await open());
+      const instances = [...sessions];
+      const solo = soloThreads > 0 ? await open(soloThreads) : undefined;
+      if (solo !== undefined) sessions.push(solo);
       // Every instance is checked: each is its own session, warmed on both shapes.
       let k = 0;
       for (const session of sessions) k = await selfCheck(`${name}@${version}`, spec, session);
       const { metrics } = options;
       const labels = versionLabels({ name, version });
       const batching = await batchingLimits(spec, options);
-      // The batcher never has more batches in flight than instances, so one is always free.
-      const free = [...sessions];
+      // The batcher never has more batches in flight than instances, so one is always free; a
+      // solo batch runs with nothing else in flight.
+      const free = [...instances];
       const batcher = new DynamicBatcher(
-        async (batch) => {
-          const session = free.pop() as RewardRunner;
+        async (batch, alone) => {
+          const session = alone && solo !== undefined ? solo : (free.pop() as RewardRunner);
           const finished = metrics.batchStarted(labels, batch.length);
           try {
             return (await session.run(batch)).rewards;
           } finally {
             finished();
-            free.push(session);
+            if (session !== solo) free.push(session);
           }
         },
-        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens, maxInFlight: sessions.length },
+        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens, maxInFlight: instances.length, soloRuns: solo !== undefined },
         (stats) => {
           metrics.batchSize.observe(labels, stats.rows);
           metrics.batchTokens.observe(labels, stats.paddedTokens);
@@ -162,10 +180,11 @@ export class ModelVersion {
           metrics.inferenceDuration.observe(labels, stats.runSeconds);
           metrics.tokensTotal.inc(labels, stats.realTokens);
           for (const wait of stats.queueWaitSeconds) metrics.queueWait.observe(labels, wait);
+          if (stats.solo) metrics.soloBatches.inc(labels);
         },
         (depth) => metrics.queueDepth.set(labels, depth),
       );
-      return new ModelVersion(name, version, spec, fingerprint, sessions, batcher, batching, k, (performance.now() - started) / 1000, metrics);
+      return new ModelVersion(name, version, spec, fingerprint, sessions, solo === undefined ? 0 : soloThreads, batcher, batching, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
       await Promise.all(sessions.map((session) => session.release()));
       throw err;

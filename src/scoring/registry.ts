@@ -45,6 +45,8 @@ export interface ModelStatus {
     batching: { max_batch_size: number; max_batch_tokens: number; calibrated: boolean; calibration_seconds?: number };
     /** Session instances running batches side by side (--instances). */
     instances: number;
+    /** ORT threads of the session that runs batches alone (--solo-threads); 0: none. */
+    solo_threads: number;
     metrics?: Record<string, unknown>;
   } | null;
   /** Complete versions on disk, oldest first. */
@@ -429,6 +431,7 @@ export class ModelRegistry {
               ...(model.batching.calibrationSeconds === undefined ? {} : { calibration_seconds: Number(model.batching.calibrationSeconds.toFixed(3)) }),
             },
             instances: model.instances,
+            solo_threads: model.soloThreads,
             ...(model.spec.manifest?.metrics ? { metrics: model.spec.manifest.metrics } : {}),
           }
         : null,

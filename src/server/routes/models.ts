@@ -33,6 +33,7 @@ export const ModelStatusSchema = Type.Object({
         calibration_seconds: Type.Optional(Type.Number()),
       }),
       instances: Type.Integer({ description: 'ONNX sessions of this version running batches side by side (--instances)' }),
+      solo_threads: Type.Integer({ description: 'ORT threads of the session that runs batches that have the version to themselves (--solo-threads); 0: none' }),
       metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
   ]),
