@@ -13,25 +13,23 @@ import { tokenKey } from '../src/scoring/reward-cache.js';
 import { createService } from '../src/service.js';
 import { REPO_ROOT, tempModelsRoot } from './helpers/model-fixtures.js';
 
-function gatedBatcher(maxInFlight: number | undefined, soloRuns = false, maxBatchSize = 1) {
+function gatedBatcher(maxInFlight: number | undefined, soloRuns = false) {
   let running = 0;
   let most = 0;
   const gates: (() => void)[] = [];
   const solos: boolean[] = [];
-  const sizes: number[] = [];
   const batcher = new DynamicBatcher(
     async (rows, solo) => {
       solos.push(solo);
-      sizes.push(rows.length);
       running++;
       most = Math.max(most, running);
       await new Promise<void>((resolve) => gates.push(resolve));
       running--;
       return rows.map((r) => Float32Array.of(r.length));
     },
-    { maxBatchSize, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, soloRuns, ...(maxInFlight === undefined ? {} : { maxInFlight }) },
+    { maxBatchSize: 1, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, soloRuns, ...(maxInFlight === undefined ? {} : { maxInFlight }) },
   );
-  return { batcher, solos, sizes, started: () => gates.length, openAll: () => gates.splice(0).forEach((open) => open()), most: () => most };
+  return { batcher, solos, started: () => gates.length, openAll: () => gates.splice(0).forEach((open) => open()), most: () => most };
 }
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -69,17 +67,6 @@ test('soloRuns: a lone batch runs solo and holds the instances back; batches und
   while ((await Promise.race([Promise.all(rest).then(() => true), tick().then(() => false)])) === false) openAll();
   assert.deepEqual((await Promise.all(rest)).map((r) => r[0]), [2, 3, 4]);
   assert.deepEqual(solos, [true, false, false, false]);
-});
-
-test('free instances split a queue that one batch could hold; a solo session takes it whole', async () => {
-  for (const [soloRuns, expected] of [[false, [4, 4]], [true, [8]]] as const) {
-    const { batcher, sizes, solos, openAll } = gatedBatcher(2, soloRuns, 8);
-    const results = Array.from({ length: 8 }, (_, i) => batcher.submit([i + 1, i + 2], tokenKey([i]), undefined));
-    await tick();
-    assert.deepEqual(sizes, expected, `soloRuns ${soloRuns}`);
-    assert.deepEqual(solos, expected.map(() => soloRuns));
-    while ((await Promise.race([Promise.all(results).then(() => true), tick().then(() => false)])) === false) openAll();
-  }
 });
 
 describe('rmserve serve --instances', () => {

@@ -184,15 +184,10 @@ export class DynamicBatcher {
       this.timer = setTimeout(() => this.schedule(), this.options.maxWaitMs - waited);
       return;
     }
-    let batch = this.pickBatch(this.options.maxBatchSize);
-    const takesAll = batch.reduce((n, group) => n + group.length, 0) === this.queue.length;
-    // Solo only if the batch takes everything: with items left over, the instances share the load.
-    const solo = this.options.soloRuns === true && this.inFlight === 0 && takesAll;
-    // Several free instances split what is queued: one given all of it would run it on its share
-    // of the cores while the others wait (32 items at concurrency 1 on two one-thread instances).
-    const free = (this.options.maxInFlight ?? 1) - this.inFlight;
-    if (!solo && free > 1) batch = this.pickBatch(Math.min(this.options.maxBatchSize, Math.ceil(this.queue.length / free)));
-    this.remove(batch);
+    const idle = this.options.soloRuns === true && this.inFlight === 0;
+    const batch = this.takeBatch();
+    // Solo only if the batch took everything: with items left over, the instances share the load.
+    const solo = idle && this.queue.length === 0;
     this.inFlight++;
     this.soloRunning = solo;
     void this.execute(batch, solo).finally(() => {
@@ -213,11 +208,10 @@ export class DynamicBatcher {
   }
 
   /**
-   * The next batch, not yet taken from the queue: the oldest item always goes (no starvation);
-   * the rest are picked by closeness of length to it, which cuts padding, until `maxRows` or the
-   * padded-token budget is spent. Identical items share a row.
+   * The oldest item always goes (no starvation); the rest are picked by closeness of length to it,
+   * which cuts padding, until the row or padded-token budget is spent. Identical items share a row.
    */
-  private pickBatch(maxRows: number): QueuedItem[][] {
+  private takeBatch(): QueuedItem[][] {
     const [anchor, ...rest] = this.queue as [QueuedItem, ...QueuedItem[]];
     const byCloseness = rest
       .map((item, index) => ({ item, index, distance: Math.abs(item.ids.length - anchor.ids.length) }))
@@ -234,19 +228,16 @@ export class DynamicBatcher {
       }
       const width = Math.max(longest, item.ids.length);
       const padded = width * (rows.size + 1);
-      if (rows.size + 1 > maxRows || padded > this.options.maxBatchTokens) continue;
+      if (rows.size + 1 > this.options.maxBatchSize || padded > this.options.maxBatchTokens) continue;
       if (1 - (real + item.ids.length) / padded > maxPadding) continue;
       rows.set(item.key, [item]);
       longest = width;
       real += item.ids.length;
     }
-    return [...rows.values()];
-  }
-
-  private remove(batch: readonly QueuedItem[][]): void {
-    const taken = new Set(batch.flat());
+    const taken = new Set([...rows.values()].flat());
     this.queue = this.queue.filter((item) => !taken.has(item));
     this.onDepth(this.queue.length);
+    return [...rows.values()];
   }
 
   private async execute(rows: QueuedItem[][], solo: boolean): Promise<void> {
