@@ -184,10 +184,10 @@ export class DynamicBatcher {
       this.timer = setTimeout(() => this.schedule(), this.options.maxWaitMs - waited);
       return;
     }
-    const idle = this.options.soloRuns === true && this.inFlight === 0;
     const batch = this.takeBatch();
-    // Solo only if the batch took everything: with items left over, the instances share the load.
-    const solo = idle && this.queue.length === 0;
+    // Solo only if nothing else runs and the batch took everything: with items left over, the
+    // instances share the load.
+    const solo = this.options.soloRuns === true && this.inFlight === 0 && this.queue.length === 0;
     this.inFlight++;
     this.soloRunning = solo;
     void this.execute(batch, solo).finally(() => {

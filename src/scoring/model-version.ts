@@ -77,10 +77,12 @@ export class ModelVersion {
     readonly spec: ModelSpec,
     /** The folder's fingerprint when it was loaded: tells a rewrite under the same version name. */
     readonly fingerprint: string,
-    /** The session instances (the solo session last, if any); the batcher keeps at most one batch on each. */
+    /** Every session of this version (the instances, then the solo session if any): released together. */
     private readonly sessions: readonly RewardRunner[],
-    /** Intra-op threads of the solo session, the last of `sessions` (--solo-threads); 0: none. */
-    private readonly soloThreadCount: number,
+    /** Session instances serving this version (--instances), the solo session not counted. */
+    readonly instances: number,
+    /** Intra-op threads of the solo session (--solo-threads), 0 without one. */
+    readonly soloThreads: number,
     readonly batcher: DynamicBatcher,
     readonly batching: BatchingLimits,
     numOutputs: number,
@@ -95,16 +97,6 @@ export class ModelVersion {
     }
     this.objectives = labels ?? (numOutputs === 1 ? [name] : Array.from({ length: numOutputs }, (_, i) => `${name}_${i}`));
     metrics.retainVersion(versionLabels(this));
-  }
-
-  /** Session instances serving this version (--instances), the solo session not counted. */
-  get instances(): number {
-    return this.sessions.length - (this.soloThreadCount > 0 ? 1 : 0);
-  }
-
-  /** Intra-op threads of the solo session (--solo-threads), 0 without one. */
-  get soloThreads(): number {
-    return this.soloThreadCount;
   }
 
   /** `name@version`, the logs' name of this version (metrics label model and version apart). */
@@ -184,7 +176,7 @@ export class ModelVersion {
         },
         (depth) => metrics.queueDepth.set(labels, depth),
       );
-      return new ModelVersion(name, version, spec, fingerprint, sessions, solo === undefined ? 0 : soloThreads, batcher, batching, k, (performance.now() - started) / 1000, metrics);
+      return new ModelVersion(name, version, spec, fingerprint, sessions, instances.length, solo === undefined ? 0 : soloThreads, batcher, batching, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
       await Promise.all(sessions.map((session) => session.release()));
       throw err;
