@@ -26,6 +26,19 @@ export interface LoadOptions {
    * every core.
    */
   soloThreads?: number;
+  /**
+   * Solo batches of at most this many padded tokens run on one more session on the main thread
+   * (--inline-solo-tokens; 0 or unset: none), skipping the round trip to the inference thread that
+   * a lone short request pays for; larger ones would hold the event loop too long.
+   */
+  inlineSoloTokens?: number;
+}
+
+/** Rows × the longest row: what one ONNX run of the batch computes over. */
+function paddedTokens(rows: readonly (readonly number[])[]): number {
+  let longest = 0;
+  for (const row of rows) longest = Math.max(longest, row.length);
+  return rows.length * longest;
 }
 
 /** The batch limits a version runs with, and whether they were measured. */
@@ -77,7 +90,7 @@ export class ModelVersion {
     readonly spec: ModelSpec,
     /** The folder's fingerprint when it was loaded: tells a rewrite under the same version name. */
     readonly fingerprint: string,
-    /** Every session of this version (the instances, then the solo session if any): released together. */
+    /** Every session of this version (the instances, then the solo and inline sessions if any): released together. */
     private readonly sessions: readonly RewardRunner[],
     /** Session instances serving this version (--instances), the solo session not counted. */
     readonly instances: number,
@@ -135,8 +148,8 @@ export class ModelVersion {
     // Taken before the files are read, so a folder rewritten during the load looks changed.
     const fingerprint = folderFingerprint(dir);
     const spec = readModelFolder(dir);
-    const open = (threads?: number): Promise<RewardRunner> =>
-      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, ...(threads === undefined ? {} : { intraOpThreads: threads }) }, cacheShapeHints(spec.files.config));
+    const open = (threads?: number, thread = options.session.thread): Promise<RewardRunner> =>
+      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, thread, ...(threads === undefined ? {} : { intraOpThreads: threads }) }, cacheShapeHints(spec.files.config));
     const sessions: RewardRunner[] = [];
     const soloThreads = options.soloThreads ?? 0;
     try {
@@ -144,6 +157,10 @@ export class ModelVersion {
       const instances = [...sessions];
       const solo = soloThreads > 0 ? await open(soloThreads) : undefined;
       if (solo !== undefined) sessions.push(solo);
+      // Without inference threads every batch runs on the main thread already.
+      const inlineSoloTokens = options.session.thread === false ? 0 : (options.inlineSoloTokens ?? 0);
+      const inline = inlineSoloTokens > 0 ? await open(soloThreads > 0 ? soloThreads : undefined, false) : undefined;
+      if (inline !== undefined) sessions.push(inline);
       // Every instance is checked: each is its own session, warmed on both shapes.
       let k = 0;
       for (const session of sessions) k = await selfCheck(`${name}@${version}`, spec, session);
@@ -155,16 +172,17 @@ export class ModelVersion {
       const free = [...instances];
       const batcher = new DynamicBatcher(
         async (batch, alone) => {
-          const session = alone && solo !== undefined ? solo : (free.pop() as RewardRunner);
+          const session =
+            alone && inline !== undefined && paddedTokens(batch) <= inlineSoloTokens ? inline : alone && solo !== undefined ? solo : (free.pop() as RewardRunner);
           const finished = metrics.batchStarted(labels, batch.length);
           try {
             return (await session.run(batch)).rewards;
           } finally {
             finished();
-            if (session !== solo) free.push(session);
+            if (session !== solo && session !== inline) free.push(session);
           }
         },
-        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens, maxInFlight: instances.length, soloRuns: solo !== undefined },
+        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens, maxInFlight: instances.length, soloRuns: solo !== undefined || inline !== undefined },
         (stats) => {
           metrics.batchSize.observe(labels, stats.rows);
           metrics.batchTokens.observe(labels, stats.paddedTokens);
