@@ -19,7 +19,7 @@ function gatedBatcher(maxInFlight: number | undefined, soloRuns = false) {
   const gates: (() => void)[] = [];
   const solos: boolean[] = [];
   const batcher = new DynamicBatcher(
-    async (rows, solo) => {
+    async (rows, { solo }) => {
       solos.push(solo);
       running++;
       most = Math.max(most, running);

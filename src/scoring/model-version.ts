@@ -27,9 +27,11 @@ export interface LoadOptions {
    */
   soloThreads?: number;
   /**
-   * Solo batches of at most this many padded tokens run on one more session on the main thread
-   * (--inline-solo-tokens; 0 or unset: none), skipping the round trip to the inference thread that
-   * a lone short request pays for; larger ones would hold the event loop too long.
+   * Quiet batches (solo while requests come one at a time: batcher.ts RunMode) of at most this
+   * many padded tokens run on one more session on the main thread (--inline-solo-tokens; 0 or
+   * unset: none), skipping the round trip to the inference thread that a lone short request pays
+   * for. Larger ones would hold the event loop too long; under load, requests arriving during a
+   * run must be parsed and tokenized meanwhile, which only the inference thread allows.
    */
   inlineSoloTokens?: number;
 }
@@ -171,9 +173,9 @@ export class ModelVersion {
       // solo batch runs with nothing else in flight.
       const free = [...instances];
       const batcher = new DynamicBatcher(
-        async (batch, alone) => {
+        async (batch, mode) => {
           const session =
-            alone && inline !== undefined && paddedTokens(batch) <= inlineSoloTokens ? inline : alone && solo !== undefined ? solo : (free.pop() as RewardRunner);
+            mode.quiet && inline !== undefined && paddedTokens(batch) <= inlineSoloTokens ? inline : mode.solo && solo !== undefined ? solo : (free.pop() as RewardRunner);
           const finished = metrics.batchStarted(labels, batch.length);
           try {
             return (await session.run(batch)).rewards;
