@@ -46,8 +46,6 @@ export interface BatchStats {
   realTokens: number;
   runSeconds: number;
   queueWaitSeconds: number[];
-  /** Whether the batch ran alone (soloRuns). */
-  solo: boolean;
 }
 
 /** Runs one batch of token-id rows and returns one reward vector per row. */
@@ -277,7 +275,6 @@ export class DynamicBatcher {
         realTokens: inputs.reduce((n, ids) => n + ids.length, 0),
         runSeconds,
         queueWaitSeconds: rows.flat().map((item) => (started - item.enqueuedAt) / 1000),
-        solo: mode.solo,
       });
     } catch (err) {
       if (rows.length === 1) {

@@ -98,6 +98,8 @@ export class ModelVersion {
     readonly instances: number,
     /** Intra-op threads of the solo session (--solo-threads), 0 without one. */
     readonly soloThreads: number,
+    /** Quiet batches up to this many padded tokens run on the main thread (--inline-solo-tokens), 0: never. */
+    readonly inlineSoloTokens: number,
     readonly batcher: DynamicBatcher,
     readonly batching: BatchingLimits,
     numOutputs: number,
@@ -170,12 +172,15 @@ export class ModelVersion {
       const labels = versionLabels({ name, version });
       const batching = await batchingLimits(spec, options);
       // The batcher never has more batches in flight than instances, so one is always free; a
-      // solo batch runs with nothing else in flight.
+      // solo batch runs with nothing else in flight. A quiet short batch runs here, on the main
+      // thread; any other solo batch on the solo session; the rest on a free instance.
       const free = [...instances];
       const batcher = new DynamicBatcher(
         async (batch, mode) => {
           const session =
             mode.quiet && inline !== undefined && paddedTokens(batch) <= inlineSoloTokens ? inline : mode.solo && solo !== undefined ? solo : (free.pop() as RewardRunner);
+          if (session === solo) metrics.soloBatches.inc(labels);
+          if (session === inline) metrics.inlineBatches.inc(labels);
           const finished = metrics.batchStarted(labels, batch.length);
           try {
             return (await session.run(batch)).rewards;
@@ -192,11 +197,10 @@ export class ModelVersion {
           metrics.inferenceDuration.observe(labels, stats.runSeconds);
           metrics.tokensTotal.inc(labels, stats.realTokens);
           for (const wait of stats.queueWaitSeconds) metrics.queueWait.observe(labels, wait);
-          if (stats.solo) metrics.soloBatches.inc(labels);
         },
         (depth) => metrics.queueDepth.set(labels, depth),
       );
-      return new ModelVersion(name, version, spec, fingerprint, sessions, instances.length, solo === undefined ? 0 : soloThreads, batcher, batching, k, (performance.now() - started) / 1000, metrics);
+      return new ModelVersion(name, version, spec, fingerprint, sessions, instances.length, solo === undefined ? 0 : soloThreads, inline === undefined ? 0 : inlineSoloTokens, batcher, batching, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
       await Promise.all(sessions.map((session) => session.release()));
       throw err;
