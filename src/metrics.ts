@@ -160,13 +160,6 @@ export class RmserveMetrics {
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
   });
-  // With --inline-solo-tokens: how often a lone request skipped the hop to the inference thread.
-  readonly inlineBatches = new Counter({
-    name: 'rmserve_inline_batches_total',
-    help: 'ONNX runs made on the main thread because the batch was quiet and short (--inline-solo-tokens)',
-    labelNames: ['model', 'version'] as const,
-    registers: [this.registry],
-  });
   readonly cacheHits = new Counter({
     name: 'rmserve_cache_hits_total',
     help: 'Items answered from the reward cache',
@@ -292,7 +285,6 @@ export class RmserveMetrics {
       this.batchesRunning,
       this.rowsRunning,
       this.soloBatches,
-      this.inlineBatches,
       this.cacheHits,
       this.cacheMisses,
       this.tokensTotal,

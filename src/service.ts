@@ -72,7 +72,6 @@ export async function createService(
     calibrateBatching: config.calibrateBatching,
     instances: config.instances,
     soloThreads: config.soloThreads,
-    inlineSoloTokens: config.inlineSoloTokens,
   }, { pins: config.pins, log: options.log });
   await registry.loadAll(options.log);
   const scorer = new Scorer(

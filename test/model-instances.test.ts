@@ -18,11 +18,9 @@ function gatedBatcher(maxInFlight: number | undefined, soloRuns = false) {
   let most = 0;
   const gates: (() => void)[] = [];
   const solos: boolean[] = [];
-  const quiets: boolean[] = [];
   const batcher = new DynamicBatcher(
-    async (rows, { solo, quiet }) => {
+    async (rows, solo) => {
       solos.push(solo);
-      quiets.push(quiet);
       running++;
       most = Math.max(most, running);
       await new Promise<void>((resolve) => gates.push(resolve));
@@ -31,7 +29,7 @@ function gatedBatcher(maxInFlight: number | undefined, soloRuns = false) {
     },
     { maxBatchSize: 1, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, soloRuns, ...(maxInFlight === undefined ? {} : { maxInFlight }) },
   );
-  return { batcher, solos, quiets, started: () => gates.length, openAll: () => gates.splice(0).forEach((open) => open()), most: () => most };
+  return { batcher, solos, started: () => gates.length, openAll: () => gates.splice(0).forEach((open) => open()), most: () => most };
 }
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -69,30 +67,6 @@ test('soloRuns: a lone batch runs solo and holds the instances back; batches und
   while ((await Promise.race([Promise.all(rest).then(() => true), tick().then(() => false)])) === false) openAll();
   assert.deepEqual((await Promise.all(rest)).map((r) => r[0]), [2, 3, 4]);
   assert.deepEqual(solos, [true, false, false, false]);
-});
-
-test('quiet: a solo batch is quiet unless something arrived while the previous batch ran', async () => {
-  const { batcher, solos, quiets, openAll } = gatedBatcher(1, true);
-  const submit = (n: number): Promise<Float32Array> => batcher.submit(Array.from({ length: n }, (_, i) => i + 1), tokenKey([n]), undefined);
-  const first = submit(1);
-  await tick();
-  // The second arrives while the first runs: it then runs solo (nothing queued or running) but
-  // not quiet, since requests are overlapping.
-  const second = submit(2);
-  await tick();
-  openAll();
-  await first;
-  await tick();
-  openAll();
-  await second;
-  await tick();
-  // Nothing arrived during the second's run: the third, alone again, is quiet.
-  const third = submit(3);
-  await tick();
-  openAll();
-  await third;
-  assert.deepEqual(solos, [true, true, true]);
-  assert.deepEqual(quiets, [true, false, true]);
 });
 
 describe('rmserve serve --instances', () => {
@@ -159,43 +133,6 @@ describe('rmserve serve --instances', () => {
     // Under 48 concurrent requests the two instances ran side by side (a solo run never overlaps another).
     assert.ok(hybrid.runSeconds > hybrid.wallSeconds, `${hybrid.runSeconds} s of runs in ${hybrid.wallSeconds} s (${hybrid.soloBatches} solo)`);
     for (const [i, reward] of hybrid.rewards.entries()) assert.ok(Math.abs(reward - (one.rewards[i] as number)) < 1e-4, `item ${i}: ${reward} vs ${one.rewards[i]}`);
-  });
-
-  test('--inline-solo-tokens: a lone short request runs on the main thread; a long one, and a lone one without threads, do not', async () => {
-    const short = { prompt: 'Hi?', response: 'Hello.' };
-    const long = { prompt: 'Tell me about rivers.', response: 'Rivers carry water to the sea. '.repeat(12) };
-    const root = tempModelsRoot();
-    cpSync(join(REPO_ROOT, 'models/harmless'), join(root, 'harmless'), { recursive: true });
-    const rewardsOf = async (options: { inlineSoloTokens: number; inferenceThread?: boolean }) => {
-      const service = await createService({ modelsRoot: root, cacheSize: 0, watch: false, calibrateBatching: false, ...options });
-      try {
-        const inlineRuns = async (): Promise<number> => counter((await service.app.inject({ method: 'GET', url: '/metrics' })).body, 'rmserve_inline_batches_total');
-        const models = (await service.app.inject({ method: 'GET', url: '/v1/models' })).json() as { models: { serving: { inline_solo_tokens: number } }[] };
-        const rewards: number[] = [];
-        const runs: number[] = [];
-        for (const item of [short, long]) {
-          const reply = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'harmless', items: [item] } });
-          assert.equal(reply.statusCode, 200, reply.body);
-          rewards.push((reply.json() as { results: { reward: number }[] }).results[0]!.reward);
-          runs.push(await inlineRuns());
-        }
-        return { rewards, runs, reported: models.models[0]?.serving.inline_solo_tokens };
-      } finally {
-        await service.close();
-      }
-    };
-    const threaded = await rewardsOf({ inlineSoloTokens: 0 });
-    const inline = await rewardsOf({ inlineSoloTokens: 64 });
-    const mainThread = await rewardsOf({ inlineSoloTokens: 64, inferenceThread: false });
-    assert.deepEqual([threaded.reported, inline.reported, mainThread.reported], [0, 64, 0]);
-    // The short item (under 64 tokens) ran inline; the long one (over 64) on the inference thread.
-    assert.deepEqual(inline.runs, [1, 1]);
-    assert.deepEqual(threaded.runs, [0, 0]);
-    // Without inference threads every run is on the main thread already: no second session.
-    assert.deepEqual(mainThread.runs, [0, 0]);
-    for (const other of [inline, mainThread]) {
-      for (const [i, reward] of other.rewards.entries()) assert.ok(Math.abs(reward - (threaded.rewards[i] as number)) < 1e-5, `item ${i}: ${reward} vs ${threaded.rewards[i]}`);
-    }
   });
 
   test('more than one instance needs the inference threads', async () => {

@@ -49,12 +49,6 @@ export const SERVE_OPTIONS = {
     help: 'one more session with this many ORT threads, for batches that have the model to themselves (nothing else queued or running); with --instances N --intra-op-threads 1, keeps a lone request fast (0 = none)',
     docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
   },
-  // The thread hop costs a lone short request ~0.4 ms of ~3 on the 2-core machine (docs/benchmarks.md).
-  inlineSoloTokens: {
-    flags: '--inline-solo-tokens <n>', env: 'RMSERVE_INLINE_SOLO_TOKENS', default: 0, parse: nonNegativeInt,
-    help: 'batches that have the model to themselves and at most this many padded tokens run on one more session on the main thread, skipping the hop to the inference thread (0 = none)',
-    docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
-  },
   maxBatchSize: { flags: '--max-batch-size <n>', env: 'RMSERVE_MAX_BATCH_SIZE', help: 'most rows per ONNX run', default: 64, parse: nonNegativeInt },
   maxBatchTokens: {
     flags: '--max-batch-tokens <n>', env: 'RMSERVE_MAX_BATCH_TOKENS', help: 'most padded tokens per ONNX run', default: 32768, parse: nonNegativeInt,

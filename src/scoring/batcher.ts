@@ -29,16 +29,6 @@ export interface BatcherOptions {
   soloRuns?: boolean;
 }
 
-/**
- * How a batch runs. `solo`: see soloRuns. `quiet`: solo, and nothing arrived while the previous
- * batch ran either, so the model is serving one request at a time and no one waits behind this
- * batch (the version may then run it on the main thread, --inline-solo-tokens).
- */
-export interface RunMode {
-  solo: boolean;
-  quiet: boolean;
-}
-
 export interface BatchStats {
   rows: number;
   items: number;
@@ -46,10 +36,12 @@ export interface BatchStats {
   realTokens: number;
   runSeconds: number;
   queueWaitSeconds: number[];
+  /** Whether the batch ran alone (soloRuns). */
+  solo: boolean;
 }
 
-/** Runs one batch of token-id rows and returns one reward vector per row. */
-export type BatchRunner = (rows: readonly (readonly number[])[], mode: RunMode) => Promise<Float32Array[]>;
+/** Runs one batch of token-id rows and returns one reward vector per row; `solo`: see soloRuns. */
+export type BatchRunner = (rows: readonly (readonly number[])[], solo: boolean) => Promise<Float32Array[]>;
 
 
 interface QueuedItem {
@@ -81,8 +73,6 @@ export class DynamicBatcher {
   private inFlight = 0;
   /** A solo batch is running: nothing else may start. */
   private soloRunning = false;
-  /** An item was submitted while a batch ran, since the last batch started: not quiet. */
-  private arrivedDuringRun = false;
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
   private idleWaiters: (() => void)[] = [];
@@ -149,7 +139,6 @@ export class DynamicBatcher {
         signal.addEventListener('abort', onAbort, { once: true });
         item.detach = () => signal.removeEventListener('abort', onAbort);
       }
-      if (this.inFlight > 0) this.arrivedDuringRun = true;
       this.queue.push(item);
       this.onDepth(this.queue.length);
       this.scheduleSoon();
@@ -199,11 +188,9 @@ export class DynamicBatcher {
     // Solo only if nothing else runs and the batch took everything: with items left over, the
     // instances share the load.
     const solo = this.options.soloRuns === true && this.inFlight === 0 && this.queue.length === 0;
-    const mode = { solo, quiet: solo && !this.arrivedDuringRun };
-    this.arrivedDuringRun = false;
     this.inFlight++;
     this.soloRunning = solo;
-    void this.execute(batch, mode).finally(() => {
+    void this.execute(batch, solo).finally(() => {
       this.inFlight--;
       this.soloRunning = false;
       if (this.queue.length > 0) this.schedule();
@@ -253,12 +240,12 @@ export class DynamicBatcher {
     return [...rows.values()];
   }
 
-  private async execute(rows: QueuedItem[][], mode: RunMode): Promise<void> {
+  private async execute(rows: QueuedItem[][], solo: boolean): Promise<void> {
     const started = performance.now();
     for (const group of rows) for (const item of group) item.detach();
     const inputs = rows.map((group) => (group[0] as QueuedItem).ids);
     try {
-      const rewards = await this.runBatch(inputs, mode);
+      const rewards = await this.runBatch(inputs, solo);
       const runSeconds = (performance.now() - started) / 1000;
       for (const item of rows.flat()) {
         if (item.timing !== undefined) {
@@ -275,13 +262,14 @@ export class DynamicBatcher {
         realTokens: inputs.reduce((n, ids) => n + ids.length, 0),
         runSeconds,
         queueWaitSeconds: rows.flat().map((item) => (started - item.enqueuedAt) / 1000),
+        solo,
       });
     } catch (err) {
       if (rows.length === 1) {
         for (const item of rows[0] as QueuedItem[]) item.reject(inferenceFailed(err));
         return;
       }
-      await this.retryAlone(rows, mode);
+      await this.retryAlone(rows, solo);
     }
   }
 
@@ -289,10 +277,10 @@ export class DynamicBatcher {
    * A failed batch is run again row by row, once, so one input the model cannot take (a shape
    * it rejects, a kernel that throws) fails only its own requests and not its neighbours'.
    */
-  private async retryAlone(rows: QueuedItem[][], mode: RunMode): Promise<void> {
+  private async retryAlone(rows: QueuedItem[][], solo: boolean): Promise<void> {
     for (const group of rows) {
       try {
-        const [reward] = await this.runBatch([(group[0] as QueuedItem).ids], mode);
+        const [reward] = await this.runBatch([(group[0] as QueuedItem).ids], solo);
         for (const item of group) item.resolve(reward as Float32Array);
       } catch (err) {
         for (const item of group) item.reject(inferenceFailed(err));

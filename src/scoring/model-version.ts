@@ -26,21 +26,6 @@ export interface LoadOptions {
    * every core.
    */
   soloThreads?: number;
-  /**
-   * Quiet batches (solo while requests come one at a time: batcher.ts RunMode) of at most this
-   * many padded tokens run on one more session on the main thread (--inline-solo-tokens; 0 or
-   * unset: none), skipping the round trip to the inference thread that a lone short request pays
-   * for. Larger ones would hold the event loop too long; under load, requests arriving during a
-   * run must be parsed and tokenized meanwhile, which only the inference thread allows.
-   */
-  inlineSoloTokens?: number;
-}
-
-/** Rows × the longest row: what one ONNX run of the batch computes over. */
-function paddedTokens(rows: readonly (readonly number[])[]): number {
-  let longest = 0;
-  for (const row of rows) longest = Math.max(longest, row.length);
-  return rows.length * longest;
 }
 
 /** The batch limits a version runs with, and whether they were measured. */
@@ -92,14 +77,12 @@ export class ModelVersion {
     readonly spec: ModelSpec,
     /** The folder's fingerprint when it was loaded: tells a rewrite under the same version name. */
     readonly fingerprint: string,
-    /** Every session of this version (the instances, then the solo and inline sessions if any): released together. */
+    /** Every session of this version (the instances, then the solo session if any): released together. */
     private readonly sessions: readonly RewardRunner[],
     /** Session instances serving this version (--instances), the solo session not counted. */
     readonly instances: number,
     /** Intra-op threads of the solo session (--solo-threads), 0 without one. */
     readonly soloThreads: number,
-    /** Quiet batches up to this many padded tokens run on the main thread (--inline-solo-tokens), 0: never. */
-    readonly inlineSoloTokens: number,
     readonly batcher: DynamicBatcher,
     readonly batching: BatchingLimits,
     numOutputs: number,
@@ -152,8 +135,8 @@ export class ModelVersion {
     // Taken before the files are read, so a folder rewritten during the load looks changed.
     const fingerprint = folderFingerprint(dir);
     const spec = readModelFolder(dir);
-    const open = (threads?: number, thread = options.session.thread): Promise<RewardRunner> =>
-      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, thread, ...(threads === undefined ? {} : { intraOpThreads: threads }) }, cacheShapeHints(spec.files.config));
+    const open = (threads?: number): Promise<RewardRunner> =>
+      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, ...(threads === undefined ? {} : { intraOpThreads: threads }) }, cacheShapeHints(spec.files.config));
     const sessions: RewardRunner[] = [];
     const soloThreads = options.soloThreads ?? 0;
     try {
@@ -161,10 +144,6 @@ export class ModelVersion {
       const instances = [...sessions];
       const solo = soloThreads > 0 ? await open(soloThreads) : undefined;
       if (solo !== undefined) sessions.push(solo);
-      // Without inference threads every batch runs on the main thread already.
-      const inlineSoloTokens = options.session.thread === false ? 0 : (options.inlineSoloTokens ?? 0);
-      const inline = inlineSoloTokens > 0 ? await open(soloThreads > 0 ? soloThreads : undefined, false) : undefined;
-      if (inline !== undefined) sessions.push(inline);
       // Every instance is checked: each is its own session, warmed on both shapes.
       let k = 0;
       for (const session of sessions) k = await selfCheck(`${name}@${version}`, spec, session);
@@ -172,24 +151,20 @@ export class ModelVersion {
       const labels = versionLabels({ name, version });
       const batching = await batchingLimits(spec, options);
       // The batcher never has more batches in flight than instances, so one is always free; a
-      // solo batch runs with nothing else in flight. A quiet short batch runs here, on the main
-      // thread; any other solo batch on the solo session; the rest on a free instance.
+      // solo batch runs with nothing else in flight.
       const free = [...instances];
       const batcher = new DynamicBatcher(
-        async (batch, mode) => {
-          const session =
-            mode.quiet && inline !== undefined && paddedTokens(batch) <= inlineSoloTokens ? inline : mode.solo && solo !== undefined ? solo : (free.pop() as RewardRunner);
-          if (session === solo) metrics.soloBatches.inc(labels);
-          if (session === inline) metrics.inlineBatches.inc(labels);
+        async (batch, alone) => {
+          const session = alone && solo !== undefined ? solo : (free.pop() as RewardRunner);
           const finished = metrics.batchStarted(labels, batch.length);
           try {
             return (await session.run(batch)).rewards;
           } finally {
             finished();
-            if (session !== solo && session !== inline) free.push(session);
+            if (session !== solo) free.push(session);
           }
         },
-        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens, maxInFlight: instances.length, soloRuns: solo !== undefined || inline !== undefined },
+        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens, maxInFlight: instances.length, soloRuns: solo !== undefined },
         (stats) => {
           metrics.batchSize.observe(labels, stats.rows);
           metrics.batchTokens.observe(labels, stats.paddedTokens);
@@ -197,10 +172,11 @@ export class ModelVersion {
           metrics.inferenceDuration.observe(labels, stats.runSeconds);
           metrics.tokensTotal.inc(labels, stats.realTokens);
           for (const wait of stats.queueWaitSeconds) metrics.queueWait.observe(labels, wait);
+          if (stats.solo) metrics.soloBatches.inc(labels);
         },
         (depth) => metrics.queueDepth.set(labels, depth),
       );
-      return new ModelVersion(name, version, spec, fingerprint, sessions, instances.length, solo === undefined ? 0 : soloThreads, inline === undefined ? 0 : inlineSoloTokens, batcher, batching, k, (performance.now() - started) / 1000, metrics);
+      return new ModelVersion(name, version, spec, fingerprint, sessions, instances.length, solo === undefined ? 0 : soloThreads, batcher, batching, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
       await Promise.all(sessions.map((session) => session.release()));
       throw err;

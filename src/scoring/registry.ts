@@ -47,8 +47,6 @@ export interface ModelStatus {
     instances: number;
     /** ORT threads of the session that runs batches alone (--solo-threads); 0: none. */
     solo_threads: number;
-    /** Quiet batches up to this many padded tokens run on the main thread (--inline-solo-tokens); 0: none. */
-    inline_solo_tokens: number;
     metrics?: Record<string, unknown>;
   } | null;
   /** Complete versions on disk, oldest first. */
@@ -434,7 +432,6 @@ export class ModelRegistry {
             },
             instances: model.instances,
             solo_threads: model.soloThreads,
-            inline_solo_tokens: model.inlineSoloTokens,
             ...(model.spec.manifest?.metrics ? { metrics: model.spec.manifest.metrics } : {}),
           }
         : null,

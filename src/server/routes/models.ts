@@ -34,7 +34,6 @@ export const ModelStatusSchema = Type.Object({
       }),
       instances: Type.Integer({ description: 'ONNX sessions of this version running batches side by side (--instances)' }),
       solo_threads: Type.Integer({ description: 'ORT threads of the session that runs batches that have the version to themselves (--solo-threads); 0: none' }),
-      inline_solo_tokens: Type.Integer({ description: 'quiet batches of at most this many padded tokens run on the main thread (--inline-solo-tokens); 0: none' }),
       metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
   ]),
