@@ -9,15 +9,15 @@
 //      --max-wait-ms 0, batch limits calibrated at load as it ships);
 //   3. the per-request Node peer (bench/per-request-peer.ts): what a user would write instead.
 //
-// Load: an undici pool, single-item and 32-item POST /v1/score requests at concurrency 1, 16, 64
-// and 256; pairs/s, p50/p99 latency, server CPU seconds (/proc/<pid>/stat) and peak RSS (VmRSS
+// Load: an undici pool, single-item and 32-item POST /v1/score requests at concurrency 1, 2, 16,
+// 64 and 256 (2: the first level where requests overlap, and rmserve lost there); pairs/s, p50/p99 latency, server CPU seconds (/proc/<pid>/stat) and peak RSS (VmRSS
 // sampled every 50 ms). Models: a GPT-2-style transformer RM (d_model 256, 4 layers, random
 // weights: speed does not depend on their values) with the GPT-2 tokenizer, and the shipped
 // models/harmless/1. Then cache hits on a second rmserve with the cache on.
 //
-//   npm run bench -- --rmserve-commit HEAD  # full run: ~7.5 min on 2 cores, after waiting for load < 1.5
-//   npm run bench -- --quick                # 250 items, c = 1, 16, 64, one sweep pass (~3 min), no waiting
-//   npm run bench -- [--items 1000] [--models bench,harmless] [--concurrency 1,16,64,256]
+//   npm run bench -- --rmserve-commit HEAD  # full run: ~8.5 min on 2 cores, after waiting for load < 1.5
+//   npm run bench -- --quick                # 250 items, c = 1, 2, 16, 64, one sweep pass (~3 min), no waiting
+//   npm run bench -- [--items 1000] [--models bench,harmless] [--concurrency 1,2,16,64,256]
 //                    [--request-sizes 1,32] [--batch-sizes 1,2,4,8,16,32,64] [--wait-load 1.5]
 //                    [--wait-minutes 20] [--rounds 2] [--peer-spinning on|off] [--rmserve-commit HEAD]
 //                    [--out bench/results/serving] [--no-cache-check] [--compare '<commit> [serve flags]' …]
@@ -70,7 +70,7 @@ const { values: args, positionals: extraServeFlags } = parseArgs({
 const QUICK = args.quick === true;
 const list = (s: string): number[] => s.split(',').map((x) => Number(x.trim()));
 const N_ITEMS = Number(args.items ?? (QUICK ? 250 : 1000));
-const CONCURRENCY = list(args.concurrency ?? (QUICK ? '1,16,64' : '1,16,64,256'));
+const CONCURRENCY = list(args.concurrency ?? (QUICK ? '1,2,16,64' : '1,2,16,64,256'));
 const REQUEST_SIZES = list(args['request-sizes']);
 const BATCH_SIZES = list(args['batch-sizes']);
 const MAX_LENGTH = Number(args['max-length']);
