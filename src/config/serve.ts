@@ -18,9 +18,7 @@ export const SERVE_OPTIONS = {
   modelsRoot: { flags: '--models <dir>', env: 'RMSERVE_MODELS', help: 'models root: <name>/<version>/', default: './models' },
   device: { flags: '--device <device>', env: 'RMSERVE_DEVICE', help: 'cpu, cuda or cuda:N', default: 'cpu' },
   intraOpThreads: {
-    flags: '--intra-op-threads <n>', env: 'RMSERVE_INTRA_OP_THREADS', default: 0, parse: nonNegativeInt,
-    help: "ORT threads per run (0 = one per physical core, ORT's default count, passed explicitly so ORT does not pin them to cores)",
-    docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
+    flags: '--intra-op-threads <n>', env: 'RMSERVE_INTRA_OP_THREADS', help: 'ORT threads per run (0 = ORT default)', default: 0, parse: nonNegativeInt,
   },
   interOpThreads: {
     flags: '--inter-op-threads <n>', env: 'RMSERVE_INTER_OP_THREADS', help: 'ORT inter-op threads (0 = ORT default)', default: 0, parse: nonNegativeInt,

@@ -8,14 +8,12 @@ import * as ort from 'onnxruntime-node';
 import type { TruncationSide } from './tokenize.js';
 import { modelLoadFailed } from './errors.js';
 import { halfToFloat, toHalfBits } from './float16.js';
-import { defaultIntraOpThreads } from './cpu-cores.js';
 
 export type PaddingSide = TruncationSide;
 
 export interface SessionOptions {
   /** `cpu`, `cuda` or `cuda:N`. */
   device: string;
-  /** 0 or unset: one per physical core, as ORT's default, but not pinned to cores (cpu-cores.ts). */
   intraOpThreads?: number;
   interOpThreads?: number;
   /** Let ORT's thread pools spin-wait between parallel sections and runs (ORT's default; off when unset). */
@@ -45,12 +43,6 @@ export function executionProviders(device: string): ort.InferenceSession.Executi
   const match = /^cuda(?::(\d+))?$/.exec(device);
   if (match === null) throw modelLoadFailed(`unknown device "${device}" (use cpu, cuda or cuda:N)`);
   return [{ name: 'cuda', deviceId: Number(match[1] ?? 0) }, 'cpu'];
-}
-
-/** The intra-op thread count to pass: the one asked for, else on a CPU ORT's own count given explicitly, so it does not pin. */
-function intraOpThreadsOption(options: SessionOptions): { intraOpNumThreads?: number } {
-  const threads = options.intraOpThreads || (options.device === 'cpu' ? defaultIntraOpThreads() : undefined);
-  return threads ? { intraOpNumThreads: threads } : {};
 }
 
 /** An input the session feeds besides the token inputs: an empty past tensor, or use_cache_branch. */
@@ -87,7 +79,7 @@ export class RewardSession {
       // on the inference thread spinning is faster at every level (docs/benchmarks.md), so the
       // server turns it on and off with --no-ort-spinning; other callers get it off unless asked.
       ...(options.allowSpinning ? {} : { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } }),
-      ...intraOpThreadsOption(options),
+      ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
       ...(options.interOpThreads ? { interOpNumThreads: options.interOpThreads } : {}),
     };
     let session: ort.InferenceSession;
