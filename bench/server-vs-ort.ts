@@ -564,14 +564,22 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
       await runLevel(s, requestsOf(items.slice(0, 64), 1, 8), 8, `${s.name} warm-up`);
       await runLevel(s, requestsOf(items.slice(0, 128), 32, 4), 4, `${s.name} warm-up, 32-item`);
     }
+    // The servers take turns going first: in fixed order the one measured last at a level came out
+    // ahead at c = 1 whichever build it was (docs/benchmarks.md, ORT's thread pinning).
+    const servers = [rmserve, peer, ...variants];
+    let level = 0;
     for (const size of REQUEST_SIZES) {
       for (const concurrency of CONCURRENCY) {
         const requests = requestsOf(items, size, concurrency);
         const tag = `${size}-item requests, c=${concurrency}`;
-        const r = await runLevel(rmserve, requests, concurrency, `rmserve, ${tag}`);
-        const p = await runLevel(peer, requests, concurrency, `peer, ${tag}`);
-        const v: Level[] = [];
-        for (const server of variants) v.push(await runLevel(server, requests, concurrency, `${server.name}, ${tag}`));
+        const measured: Level[] = new Array<Level>(servers.length);
+        for (let turn = 0; turn < servers.length; turn++) {
+          const i = (level + turn) % servers.length;
+          const server = servers[i] as Server;
+          measured[i] = await runLevel(server, requests, concurrency, `${server.name}, ${tag}`);
+        }
+        level++;
+        const [r, p, ...v] = measured as [Level, Level, ...Level[]];
         log(`  → rmserve / peer ${(r.pairsPerSecond / p.pairsPerSecond).toFixed(2)}, rmserve / limit ${(r.pairsPerSecond / direct.best.pairsPerSecond).toFixed(2)}` +
           v.map((l, i) => `, ${variants[i]?.name} / peer ${(l.pairsPerSecond / p.pairsPerSecond).toFixed(2)}`).join(''));
         rows.push({ size, concurrency, rmserve: r, peer: p, variants: v });
