@@ -630,7 +630,7 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
         `${f(r.rmserve.p50)} / ${f(r.rmserve.p99)} | ${f(r.peer.p50)} / ${f(r.peer.p99)} | ${f(r.rmserve.cpuSeconds)} / ${f(r.peer.cpuSeconds)} | ${f(r.rmserve.peakRssMb, 0)} / ${f(r.peer.peakRssMb, 0)} | ${f(r.rmserve.rowsPerRun ?? NaN)} (${f((r.rmserve.padding ?? NaN) * 100, 0)}%) | ${f(r.rmserve.othersCpuSeconds)} / ${f(r.peer.othersCpuSeconds)} |`);
     }
     if (VARIANTS.length > 0) {
-      out.push('', '**Before / after** — the `--compare` builds, each level run right after rmserve and the peer above:', '');
+      out.push('', '**Before / after** — the `--compare` builds, each level measured in turn with rmserve and the peer above, who goes first rotating from level to level:', '');
       out.push(`| request | c | ${VARIANTS.map((v) => `${v.label} pairs/s (p50 / p99 ms)`).join(' | ')} | this rmserve pairs/s (p50 / p99 ms) | peer pairs/s |`);
       out.push(`|---|---|${VARIANTS.map(() => '---').join('|')}|---|---|`);
       for (const r of m.rows) {
