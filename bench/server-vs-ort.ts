@@ -10,8 +10,8 @@
 //   3. the per-request Node peer (bench/per-request-peer.ts): what a user would write instead.
 //
 // Load: an undici pool, single-item and 32-item POST /v1/score requests at concurrency 1, 2, 16,
-// 64 and 256 (2: the first level where requests overlap, and rmserve lost there); pairs/s, p50/p99 latency, server CPU seconds (/proc/<pid>/stat) and peak RSS (VmRSS
-// sampled every 50 ms). Models: a GPT-2-style transformer RM (d_model 256, 4 layers, random
+// 64 and 256 (2: the first level where requests overlap, and rmserve lost there); pairs/s,
+// p50/p99 latency, server CPU seconds (/proc/<pid>/stat) and peak RSS (VmRSS sampled every 50 ms). Models: a GPT-2-style transformer RM (d_model 256, 4 layers, random
 // weights: speed does not depend on their values) with the GPT-2 tokenizer, and the shipped
 // models/harmless/1. Then cache hits on a second rmserve with the cache on.
 //
@@ -567,18 +567,16 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
     // The servers take turns going first: in fixed order the one measured last at a level came out
     // ahead at c = 1 whichever build it was (docs/benchmarks.md, ORT's thread pinning).
     const servers = [rmserve, peer, ...variants];
-    let level = 0;
     for (const size of REQUEST_SIZES) {
       for (const concurrency of CONCURRENCY) {
         const requests = requestsOf(items, size, concurrency);
         const tag = `${size}-item requests, c=${concurrency}`;
         const measured: Level[] = new Array<Level>(servers.length);
         for (let turn = 0; turn < servers.length; turn++) {
-          const i = (level + turn) % servers.length;
+          const i = (rows.length + turn) % servers.length; // rows: the levels measured so far
           const server = servers[i] as Server;
           measured[i] = await runLevel(server, requests, concurrency, `${server.name}, ${tag}`);
         }
-        level++;
         const [r, p, ...v] = measured as [Level, Level, ...Level[]];
         log(`  → rmserve / peer ${(r.pairsPerSecond / p.pairsPerSecond).toFixed(2)}, rmserve / limit ${(r.pairsPerSecond / direct.best.pairsPerSecond).toFixed(2)}` +
           v.map((l, i) => `, ${variants[i]?.name} / peer ${(l.pairsPerSecond / p.pairsPerSecond).toFixed(2)}`).join(''));
