@@ -142,13 +142,13 @@ export class RmserveMetrics {
   });
   readonly batchesRunning = new Gauge({
     name: 'rmserve_batches_running',
-    help: 'ONNX runs in progress',
+    help: 'Batches handed to the sessions and not answered yet: running, or queued on an inference thread behind the running one',
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
   });
   readonly rowsRunning = new Gauge({
     name: 'rmserve_rows_running',
-    help: 'Rows (distinct token sequences) in the ONNX runs in progress',
+    help: 'Rows (distinct token sequences) in the batches handed to the sessions and not answered yet',
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
   });

@@ -9,19 +9,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createService, type Service } from '../src/service.js';
-import { readTokenizerFiles } from '../src/training/encode.js';
-import { exportRewardModel } from '../src/training/export.js';
-import { defaultModelConfig, initWeights } from '../src/training/model.js';
-import { tempModelsRoot } from './helpers/model-fixtures.js';
+import { tempModelsRoot, writeTransformerModel } from './helpers/model-fixtures.js';
 
 const MAX_LENGTH = 512;
-
-/** A transformer RM slow enough on CPU that one 8 × 512-token batch takes a few hundred ms or more. */
-function writeTransformerModel(dir: string): void {
-  const tokenizer = readTokenizerFiles(join(import.meta.dirname, '..', 'models/harmless/1/tokenizer.json'), MAX_LENGTH);
-  const config = defaultModelConfig({ vocabSize: 4096, dModel: 256, nLayers: 4, nHeads: 4, maxLength: MAX_LENGTH });
-  exportRewardModel({ outDir: dir, config, weights: initWeights(config, 0), tokenizer, objectives: ['reward'], name: 'rm', version: '1' });
-}
 
 interface Observation {
   /** Longest time between two /health replies while the scoring request was out, ms. */
@@ -67,7 +57,7 @@ describe('the inference thread', () => {
     await service.app.listen({ port: 0, host: '127.0.0.1' });
     return (service.app.server.address() as AddressInfo).port;
   };
-  before(() => writeTransformerModel(join(root, 'rm', '1')));
+  before(() => writeTransformerModel(join(root, 'rm', '1'), MAX_LENGTH));
   after(async () => {
     for (const s of services) await s.close();
   });

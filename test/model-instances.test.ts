@@ -2,16 +2,16 @@
 // to N batches at once (Triton's instance count); --solo-threads adds a session for batches that
 // have the model to themselves. The batcher is checked with a gated runner (a second batch starts
 // while the first is held only when two are allowed; a solo batch holds everything else back);
-// the server through app.inject, where the sum of the batches' run times can exceed the wall time
-// only if runs overlapped, with one instance as the control that cannot.
+// the server through app.inject, where the sum of the batches' run times (timed on the inference
+// threads) can exceed the wall time only if runs overlapped, with one instance as the control that
+// cannot. The model is a transformer, so that the runs and not HTTP take most of the time.
 import assert from 'node:assert/strict';
-import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { DynamicBatcher } from '../src/scoring/batcher.js';
 import { tokenKey } from '../src/scoring/reward-cache.js';
 import { createService } from '../src/service.js';
-import { REPO_ROOT, tempModelsRoot } from './helpers/model-fixtures.js';
+import { tempModelsRoot, writeTransformerModel } from './helpers/model-fixtures.js';
 
 function gatedBatcher(maxInFlight: number | undefined, soloRuns = false) {
   let running = 0;
@@ -25,7 +25,7 @@ function gatedBatcher(maxInFlight: number | undefined, soloRuns = false) {
       most = Math.max(most, running);
       await new Promise<void>((resolve) => gates.push(resolve));
       running--;
-      return rows.map((r) => Float32Array.of(r.length));
+      return { rewards: rows.map((r) => Float32Array.of(r.length)) };
     },
     { maxBatchSize: 1, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, soloRuns, ...(maxInFlight === undefined ? {} : { maxInFlight }) },
   );
@@ -70,11 +70,11 @@ test('soloRuns: a lone batch runs solo and holds the instances back; batches und
 });
 
 describe('rmserve serve --instances', () => {
-  const items = Array.from({ length: 48 }, (_, i) => ({ prompt: `How do I keep question ${i} short?`, response: `Answer ${i}: ${'briefly. '.repeat(1 + (i % 7))}` }));
+  const items = Array.from({ length: 48 }, (_, i) => ({ prompt: `How do I keep question ${i} short?`, response: `${'briefly, and then at length. '.repeat(10 + 5 * (i % 7))}That is answer ${i}.` }));
 
   async function serve(instances: number, soloThreads = 0) {
     const root = tempModelsRoot();
-    cpSync(join(REPO_ROOT, 'models/harmless'), join(root, 'harmless'), { recursive: true });
+    writeTransformerModel(join(root, 'rm', '1'), 256);
     return createService({ modelsRoot: root, cacheSize: 0, watch: false, instances, soloThreads, intraOpThreads: 1, calibrateBatching: false, maxBatchSize: 4 });
   }
 
@@ -90,12 +90,12 @@ describe('rmserve serve --instances', () => {
     try {
       const models = (await service.app.inject({ method: 'GET', url: '/v1/models' })).json() as { models: { serving: { instances: number; solo_threads: number } }[] };
       // One request on an idle server: with a solo session, its batch runs there.
-      const first = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'harmless', items: [{ prompt: 'Hi?', response: 'Hello.' }] } });
+      const first = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'rm', items: [{ prompt: 'Hi?', response: 'Hello.' }] } });
       assert.equal(first.statusCode, 200, first.body);
       const loneSolo = counter((await service.app.inject({ method: 'GET', url: '/metrics' })).body, 'rmserve_solo_batches_total');
       const before = counter((await service.app.inject({ method: 'GET', url: '/metrics' })).body, 'rmserve_inference_duration_seconds_sum');
       const started = performance.now();
-      const replies = await Promise.all(items.map((item) => service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'harmless', items: [item] } })));
+      const replies = await Promise.all(items.map((item) => service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'rm', items: [item] } })));
       const wallSeconds = (performance.now() - started) / 1000;
       for (const reply of replies) assert.equal(reply.statusCode, 200, reply.body);
       const metrics = (await service.app.inject({ method: 'GET', url: '/metrics' })).body;

@@ -13,7 +13,7 @@ function recordingBatcher(options: Partial<BatcherOptions> = {}) {
     async (rows) => {
       runs.push(rows.map((r) => [...r]));
       await gate;
-      return rows.map((r) => Float32Array.of(r.reduce((a, b) => a + b, 0)));
+      return { rewards: rows.map((r) => Float32Array.of(r.reduce((a, b) => a + b, 0))) };
     },
     { maxBatchSize: 8, maxBatchTokens: 1000, maxWaitMs: 5, maxQueueItems: 100, ...options },
   );
@@ -100,7 +100,7 @@ test('a failing run rejects every item of its batch and the batcher keeps workin
   const batcher = new DynamicBatcher(
     async (rows) => {
       if (fail) throw new Error('boom');
-      return rows.map(() => Float32Array.of(1));
+      return { rewards: rows.map(() => Float32Array.of(1)) };
     },
     { maxBatchSize: 8, maxBatchTokens: 1000, maxWaitMs: 1, maxQueueItems: 10 },
   );

@@ -17,8 +17,22 @@ export interface RewardRunner {
   readonly inputNames: readonly string[];
   /** The declared element type of the reward output (float16 for fp16 exports). */
   readonly outputType: string;
-  run(rows: readonly (readonly number[])[]): Promise<{ rewards: Float32Array[]; paddedTokens: number }>;
+  run(rows: readonly (readonly number[])[]): Promise<RunOutput>;
   release(): Promise<void>;
+}
+
+/** One run's rewards (one vector per row) and what it cost. */
+export interface RunOutput {
+  rewards: Float32Array[];
+  paddedTokens: number;
+  /**
+   * Seconds the batch waited on its inference thread behind a batch sent before it (the thread
+   * holds the next batch while one runs, so that the model never waits for the main thread);
+   * absent for a session on the calling thread.
+   */
+  waitSeconds?: number;
+  /** Seconds the run took on the inference thread, the hand-offs either way not included. */
+  runSeconds?: number;
 }
 
 /** workerData of session-worker.ts. */
@@ -37,12 +51,12 @@ export type ThreadRequest = { type: 'run'; id: number; ids: Int32Array; offsets:
 export type ThreadReply =
   | { type: 'ready'; inputNames: string[]; outputType: string }
   | { type: 'failed'; message: string; modelError: boolean }
-  | { type: 'result'; id: number; rewards: Float32Array; k: number; paddedTokens: number }
+  | { type: 'result'; id: number; rewards: Float32Array; k: number; paddedTokens: number; waitMs: number; runMs: number }
   | { type: 'error'; id: number; message: string; modelError: boolean }
   | { type: 'released' };
 
 interface Pending {
-  resolve: (out: { rewards: Float32Array[]; paddedTokens: number }) => void;
+  resolve: (out: RunOutput) => void;
   reject: (err: Error) => void;
 }
 
@@ -75,9 +89,9 @@ export class ThreadedRewardSession implements RewardRunner {
         waiter.reject(rebuild(reply.message, reply.modelError));
         return;
       }
-      const { rewards, k, paddedTokens } = reply;
+      const { rewards, k, paddedTokens, waitMs, runMs } = reply;
       const rows = Array.from({ length: k === 0 ? 0 : rewards.length / k }, (_, i) => rewards.subarray(i * k, (i + 1) * k));
-      waiter.resolve({ rewards: rows, paddedTokens });
+      waiter.resolve({ rewards: rows, paddedTokens, waitSeconds: waitMs / 1000, runSeconds: runMs / 1000 });
     });
     // A thread that dies (an exception outside a run, or terminate) fails what was waiting on it
     // and every later run, instead of leaving requests hanging.
@@ -115,14 +129,14 @@ export class ThreadedRewardSession implements RewardRunner {
     return new ThreadedRewardSession(worker, ready.inputNames, ready.outputType);
   }
 
-  run(rows: readonly (readonly number[])[]): Promise<{ rewards: Float32Array[]; paddedTokens: number }> {
+  run(rows: readonly (readonly number[])[]): Promise<RunOutput> {
     if (this.gone !== undefined) return Promise.reject(this.gone);
     const offsets = new Int32Array(rows.length + 1);
     rows.forEach((row, i) => (offsets[i + 1] = (offsets[i] as number) + row.length));
     const ids = new Int32Array(offsets[rows.length] as number);
     rows.forEach((row, i) => ids.set(row, offsets[i] as number));
     const id = this.nextId++;
-    const answer = new Promise<{ rewards: Float32Array[]; paddedTokens: number }>((resolve, reject) => {
+    const answer = new Promise<RunOutput>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ type: 'run', id, ids, offsets } satisfies ThreadRequest, [ids.buffer, offsets.buffer]);
     });

@@ -29,13 +29,18 @@ try {
   port.postMessage({ type: 'failed', ...failure(err) } satisfies ThreadReply);
 }
 
-// Messages are handled one at a time in arrival order: the session runs one batch at a time, and
-// the main thread's batcher never has more than one in flight per version anyway.
+// Messages are handled one at a time in arrival order. The batcher sends the next batch while
+// one runs (ModelVersion's runsPerSession), so it is waiting here when the run ends: the session
+// goes straight on to it instead of idling through the reply's hop to the main thread and the
+// next batch's hop back. The chain keeps runs strictly one after another and measures how long
+// each waited behind the one before.
+let previous: Promise<void> = Promise.resolve();
 port.on('message', (request: ThreadRequest) => {
-  void handle(request);
+  const received = performance.now();
+  previous = previous.then(() => handle(request, received));
 });
 
-async function handle(request: ThreadRequest): Promise<void> {
+async function handle(request: ThreadRequest, received: number): Promise<void> {
   if (request.type === 'release') {
     await session?.release();
     session = undefined;
@@ -48,11 +53,13 @@ async function handle(request: ThreadRequest): Promise<void> {
     return;
   }
   try {
+    const started = performance.now();
     const { rewards, paddedTokens } = await session.run(unflatten(request.ids, request.offsets));
+    const runMs = performance.now() - started;
     const k = rewards[0]?.length ?? 0;
     const flat = new Float32Array(rewards.length * k);
     rewards.forEach((r, i) => flat.set(r, i * k));
-    port?.postMessage({ type: 'result', id: request.id, rewards: flat, k, paddedTokens } satisfies ThreadReply, [flat.buffer]);
+    port?.postMessage({ type: 'result', id: request.id, rewards: flat, k, paddedTokens, waitMs: started - received, runMs } satisfies ThreadReply, [flat.buffer]);
   } catch (err) {
     port?.postMessage({ type: 'error', id: request.id, ...failure(err) } satisfies ThreadReply);
   }

@@ -17,8 +17,9 @@ export interface BatcherOptions {
    */
   maxPaddingRatio?: number;
   /**
-   * Batches run at once (the version's session instances, --instances); 1 by default. Each
-   * instance takes the next batch as soon as it is free.
+   * Batches handed to the runner at once; 1 by default. ModelVersion sets it to its session
+   * instances (--instances) times the batches each may hold: a free instance takes the next batch
+   * at once, and an inference thread holds one more, queued behind its run.
    */
   maxInFlight?: number;
   /**
@@ -40,8 +41,16 @@ export interface BatchStats {
   solo: boolean;
 }
 
-/** Runs one batch of token-id rows and returns one reward vector per row; `solo`: see soloRuns. */
-export type BatchRunner = (rows: readonly (readonly number[])[], solo: boolean) => Promise<Float32Array[]>;
+/**
+ * Runs one batch of token-id rows and returns one reward vector per row; `solo`: see soloRuns.
+ * Where the session measured it (an inference thread), `runSeconds` is the run alone and
+ * `waitSeconds` how long the batch waited there behind an earlier one (maxInFlight above the
+ * session count): queue time, not inference time. Otherwise the run is timed around the call.
+ */
+export type BatchRunner = (
+  rows: readonly (readonly number[])[],
+  solo: boolean,
+) => Promise<{ rewards: Float32Array[]; waitSeconds?: number; runSeconds?: number }>;
 
 
 interface QueuedItem {
@@ -170,8 +179,8 @@ export class DynamicBatcher {
     });
   }
 
-  // The batching loop: run when a batch is full or its oldest item has waited max-wait-ms, one
-  // batch per free session instance (one by default: ORT already uses every core for one run).
+  // The batching loop: run when a batch is full or its oldest item has waited max-wait-ms, while
+  // fewer than maxInFlight batches are out (an inference thread holds its run and the next).
   private schedule(): void {
     if (this.soloRunning || this.inFlight >= (this.options.maxInFlight ?? 1) || this.queue.length === 0) return;
     clearTimeout(this.timer);
@@ -245,11 +254,10 @@ export class DynamicBatcher {
     for (const group of rows) for (const item of group) item.detach();
     const inputs = rows.map((group) => (group[0] as QueuedItem).ids);
     try {
-      const rewards = await this.runBatch(inputs, solo);
-      const runSeconds = (performance.now() - started) / 1000;
+      const { rewards, waitSeconds = 0, runSeconds = (performance.now() - started) / 1000 } = await this.runBatch(inputs, solo);
       for (const item of rows.flat()) {
         if (item.timing !== undefined) {
-          item.timing.queueSeconds = (started - item.enqueuedAt) / 1000;
+          item.timing.queueSeconds = (started - item.enqueuedAt) / 1000 + waitSeconds;
           item.timing.inferenceSeconds = runSeconds;
         }
       }
@@ -261,7 +269,7 @@ export class DynamicBatcher {
         paddedTokens: width * rows.length,
         realTokens: inputs.reduce((n, ids) => n + ids.length, 0),
         runSeconds,
-        queueWaitSeconds: rows.flat().map((item) => (started - item.enqueuedAt) / 1000),
+        queueWaitSeconds: rows.flat().map((item) => (started - item.enqueuedAt) / 1000 + waitSeconds),
         solo,
       });
     } catch (err) {
@@ -280,7 +288,7 @@ export class DynamicBatcher {
   private async retryAlone(rows: QueuedItem[][], solo: boolean): Promise<void> {
     for (const group of rows) {
       try {
-        const [reward] = await this.runBatch([(group[0] as QueuedItem).ids], solo);
+        const [reward] = (await this.runBatch([(group[0] as QueuedItem).ids], solo)).rewards;
         for (const item of group) item.resolve(reward as Float32Array);
       } catch (err) {
         for (const item of group) item.reject(inferenceFailed(err));

@@ -7,6 +7,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildBowRewardGraph, randomBowWeights, type BowModelWeights } from '../../src/training/bow-model.js';
 import { writeModelFolder } from '../../src/model/write-folder.js';
+import { readTokenizerFiles } from '../../src/training/encode.js';
+import { exportRewardModel } from '../../src/training/export.js';
+import { defaultModelConfig, initWeights } from '../../src/training/model.js';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -78,4 +81,15 @@ export function writeBowModel(dir: string, options: FixtureOptions): BowModelWei
 
 export function tempModelsRoot(): string {
   return mkdtempSync(join(tmpdir(), 'rmserve-test-'));
+}
+
+/**
+ * A transformer RM (d_model 256 unless told, 4 layers, the shipped harmless tokenizer), exported
+ * as the trainer does, slow enough on CPU that one 8 × 512-token batch takes a few hundred ms: for
+ * tests that need runs to dominate the time, not HTTP and tokenization.
+ */
+export function writeTransformerModel(dir: string, maxLength = 512, dModel = 256): void {
+  const tokenizer = readTokenizerFiles(join(REPO_ROOT, 'models/harmless/1/tokenizer.json'), maxLength);
+  const config = defaultModelConfig({ vocabSize: 4096, dModel, nLayers: 4, nHeads: 4, maxLength });
+  exportRewardModel({ outDir: dir, config, weights: initWeights(config, 0), tokenizer, objectives: ['reward'], name: 'rm', version: '1' });
 }
