@@ -142,13 +142,13 @@ export class RmserveMetrics {
   });
   readonly batchesRunning = new Gauge({
     name: 'rmserve_batches_running',
-    help: 'Batches handed to the sessions and not answered yet: running, or queued on an inference thread behind the running one',
+    help: 'ONNX runs in progress',
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
   });
   readonly rowsRunning = new Gauge({
     name: 'rmserve_rows_running',
-    help: 'Rows (distinct token sequences) in the batches handed to the sessions and not answered yet',
+    help: 'Rows (distinct token sequences) in the ONNX runs in progress',
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
   });

@@ -25,12 +25,6 @@ export interface RewardRunner {
 export interface RunOutput {
   rewards: Float32Array[];
   paddedTokens: number;
-  /**
-   * Seconds the batch waited on its inference thread behind a batch sent before it (the thread
-   * holds the next batch while one runs, so that the model never waits for the main thread);
-   * absent for a session on the calling thread.
-   */
-  waitSeconds?: number;
   /** Seconds the run took on the inference thread, the hand-offs either way not included. */
   runSeconds?: number;
 }
@@ -51,7 +45,7 @@ export type ThreadRequest = { type: 'run'; id: number; ids: Int32Array; offsets:
 export type ThreadReply =
   | { type: 'ready'; inputNames: string[]; outputType: string }
   | { type: 'failed'; message: string; modelError: boolean }
-  | { type: 'result'; id: number; rewards: Float32Array; k: number; paddedTokens: number; waitMs: number; runMs: number }
+  | { type: 'result'; id: number; rewards: Float32Array; k: number; paddedTokens: number; runMs: number }
   | { type: 'error'; id: number; message: string; modelError: boolean }
   | { type: 'released' };
 
@@ -89,9 +83,9 @@ export class ThreadedRewardSession implements RewardRunner {
         waiter.reject(rebuild(reply.message, reply.modelError));
         return;
       }
-      const { rewards, k, paddedTokens, waitMs, runMs } = reply;
+      const { rewards, k, paddedTokens, runMs } = reply;
       const rows = Array.from({ length: k === 0 ? 0 : rewards.length / k }, (_, i) => rewards.subarray(i * k, (i + 1) * k));
-      waiter.resolve({ rewards: rows, paddedTokens, waitSeconds: waitMs / 1000, runSeconds: runMs / 1000 });
+      waiter.resolve({ rewards: rows, paddedTokens, runSeconds: runMs / 1000 });
     });
     // A thread that dies (an exception outside a run, or terminate) fails what was waiting on it
     // and every later run, instead of leaving requests hanging.

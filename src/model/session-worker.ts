@@ -29,18 +29,15 @@ try {
   port.postMessage({ type: 'failed', ...failure(err) } satisfies ThreadReply);
 }
 
-// Messages are handled one at a time in arrival order. The batcher sends the next batch while
-// one runs (ModelVersion's runsPerSession), so it is waiting here when the run ends: the session
-// goes straight on to it instead of idling through the reply's hop to the main thread and the
-// next batch's hop back. The chain keeps runs strictly one after another and measures how long
-// each waited behind the one before.
+// Messages are handled one at a time in arrival order, each run after the one before has
+// answered: the batcher sends one batch per session at a time, and the chain keeps that true of
+// this thread whatever a caller sends.
 let previous: Promise<void> = Promise.resolve();
 port.on('message', (request: ThreadRequest) => {
-  const received = performance.now();
-  previous = previous.then(() => handle(request, received));
+  previous = previous.then(() => handle(request));
 });
 
-async function handle(request: ThreadRequest, received: number): Promise<void> {
+async function handle(request: ThreadRequest): Promise<void> {
   if (request.type === 'release') {
     await session?.release();
     session = undefined;
@@ -59,7 +56,7 @@ async function handle(request: ThreadRequest, received: number): Promise<void> {
     const k = rewards[0]?.length ?? 0;
     const flat = new Float32Array(rewards.length * k);
     rewards.forEach((r, i) => flat.set(r, i * k));
-    port?.postMessage({ type: 'result', id: request.id, rewards: flat, k, paddedTokens, waitMs: started - received, runMs } satisfies ThreadReply, [flat.buffer]);
+    port?.postMessage({ type: 'result', id: request.id, rewards: flat, k, paddedTokens, runMs } satisfies ThreadReply, [flat.buffer]);
   } catch (err) {
     port?.postMessage({ type: 'error', id: request.id, ...failure(err) } satisfies ThreadReply);
   }

@@ -17,9 +17,8 @@ export interface BatcherOptions {
    */
   maxPaddingRatio?: number;
   /**
-   * Batches handed to the runner at once; 1 by default. ModelVersion sets it to its session
-   * instances (--instances) times the batches each may hold: a free instance takes the next batch
-   * at once, and an inference thread holds one more, queued behind its run.
+   * Batches run at once (the version's session instances, --instances); 1 by default. Each
+   * instance takes the next batch as soon as it is free.
    */
   maxInFlight?: number;
   /**
@@ -43,14 +42,10 @@ export interface BatchStats {
 
 /**
  * Runs one batch of token-id rows and returns one reward vector per row; `solo`: see soloRuns.
- * Where the session measured it (an inference thread), `runSeconds` is the run alone and
- * `waitSeconds` how long the batch waited there behind an earlier one (maxInFlight above the
- * session count): queue time, not inference time. Otherwise the run is timed around the call.
+ * `runSeconds`: the run as timed where it ran (an inference thread: without the hand-offs to it
+ * and back); otherwise the run is timed around the call.
  */
-export type BatchRunner = (
-  rows: readonly (readonly number[])[],
-  solo: boolean,
-) => Promise<{ rewards: Float32Array[]; waitSeconds?: number; runSeconds?: number }>;
+export type BatchRunner = (rows: readonly (readonly number[])[], solo: boolean) => Promise<{ rewards: Float32Array[]; runSeconds?: number }>;
 
 
 interface QueuedItem {
@@ -179,8 +174,8 @@ export class DynamicBatcher {
     });
   }
 
-  // The batching loop: run when a batch is full or its oldest item has waited max-wait-ms, while
-  // fewer than maxInFlight batches are out (an inference thread holds its run and the next).
+  // The batching loop: run when a batch is full or its oldest item has waited max-wait-ms, one
+  // batch per free session instance (one by default: ORT already uses every core for one run).
   private schedule(): void {
     if (this.soloRunning || this.inFlight >= (this.options.maxInFlight ?? 1) || this.queue.length === 0) return;
     clearTimeout(this.timer);
@@ -254,10 +249,10 @@ export class DynamicBatcher {
     for (const group of rows) for (const item of group) item.detach();
     const inputs = rows.map((group) => (group[0] as QueuedItem).ids);
     try {
-      const { rewards, waitSeconds = 0, runSeconds = (performance.now() - started) / 1000 } = await this.runBatch(inputs, solo);
+      const { rewards, runSeconds = (performance.now() - started) / 1000 } = await this.runBatch(inputs, solo);
       for (const item of rows.flat()) {
         if (item.timing !== undefined) {
-          item.timing.queueSeconds = (started - item.enqueuedAt) / 1000 + waitSeconds;
+          item.timing.queueSeconds = (started - item.enqueuedAt) / 1000;
           item.timing.inferenceSeconds = runSeconds;
         }
       }
@@ -269,7 +264,7 @@ export class DynamicBatcher {
         paddedTokens: width * rows.length,
         realTokens: inputs.reduce((n, ids) => n + ids.length, 0),
         runSeconds,
-        queueWaitSeconds: rows.flat().map((item) => (started - item.enqueuedAt) / 1000 + waitSeconds),
+        queueWaitSeconds: rows.flat().map((item) => (started - item.enqueuedAt) / 1000),
         solo,
       });
     } catch (err) {

@@ -28,15 +28,6 @@ export interface LoadOptions {
   soloThreads?: number;
 }
 
-/**
- * Batches an inference-thread session holds at once: the one it runs and the next, queued on its
- * port (session-worker.ts), so the model goes from one batch to the next without waiting for the
- * main thread to receive the first's rewards and send the second. TEI's router prepares its next
- * batch while the backend runs one for the same reason. A session on the main thread holds one:
- * a queued second run would only stall the event loop longer.
- */
-const BATCHES_PER_THREADED_SESSION = 2;
-
 /** The batch limits a version runs with, and whether they were measured. */
 export interface BatchingLimits {
   maxBatchSize: number;
@@ -159,36 +150,22 @@ export class ModelVersion {
       const { metrics } = options;
       const labels = versionLabels({ name, version });
       const batching = await batchingLimits(spec, options);
-      // Each batch goes to the instance holding the fewest (an idle one first); the batcher keeps
-      // at most batchesPerSession per instance in flight. A solo batch runs with nothing else in
-      // flight.
-      const batchesPerSession = options.session.thread === false ? 1 : BATCHES_PER_THREADED_SESSION;
-      const held = new Map<RewardRunner, number>(instances.map((session) => [session, 0]));
-      const leastBusy = (): RewardRunner => {
-        let best = instances[0] as RewardRunner;
-        for (const session of instances) if ((held.get(session) ?? 0) < (held.get(best) ?? 0)) best = session;
-        return best;
-      };
+      // The batcher never has more batches in flight than instances, so one is always free; a
+      // solo batch runs with nothing else in flight.
+      const free = [...instances];
       const batcher = new DynamicBatcher(
         async (batch, alone) => {
-          const session = alone && solo !== undefined ? solo : leastBusy();
-          held.set(session, (held.get(session) ?? 0) + 1);
+          const session = alone && solo !== undefined ? solo : (free.pop() as RewardRunner);
           const finished = metrics.batchStarted(labels, batch.length);
           try {
-            const { rewards, waitSeconds, runSeconds } = await session.run(batch);
-            return { rewards, waitSeconds, runSeconds };
+            const { rewards, runSeconds } = await session.run(batch);
+            return { rewards, runSeconds };
           } finally {
             finished();
-            held.set(session, (held.get(session) ?? 0) - 1);
+            if (session !== solo) free.push(session);
           }
         },
-        {
-          ...options.batcher,
-          maxBatchSize: batching.maxBatchSize,
-          maxBatchTokens: batching.maxBatchTokens,
-          maxInFlight: instances.length * batchesPerSession,
-          soloRuns: solo !== undefined,
-        },
+        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens, maxInFlight: instances.length, soloRuns: solo !== undefined },
         (stats) => {
           metrics.batchSize.observe(labels, stats.rows);
           metrics.batchTokens.observe(labels, stats.paddedTokens);
