@@ -309,12 +309,21 @@ async function batchingOf(server: Server): Promise<Batching | undefined> {
   return body.models[0]?.serving?.batching;
 }
 
-/** Cumulative ONNX runs, rows and padding-ratio sum, from rmserve's /metrics. */
-async function batchStats(server: Server): Promise<{ runs: number; rows: number; padding: number }> {
+/**
+ * Cumulative ONNX runs, rows, padding-ratio sum, run seconds (timed on the inference thread) and
+ * padded tokens, from rmserve's /metrics.
+ */
+async function batchStats(server: Server): Promise<{ runs: number; rows: number; padding: number; runSeconds: number; paddedTokens: number }> {
   const text = await (await fetch(`${server.origin}/metrics`)).text();
   const sum = (name: string): number =>
     text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `)).reduce((a, l) => a + Number(l.split(' ').at(-1)), 0);
-  return { runs: sum('rmserve_batch_size_count'), rows: sum('rmserve_batch_size_sum'), padding: sum('rmserve_padding_ratio_sum') };
+  return {
+    runs: sum('rmserve_batch_size_count'),
+    rows: sum('rmserve_batch_size_sum'),
+    padding: sum('rmserve_padding_ratio_sum'),
+    runSeconds: sum('rmserve_inference_duration_seconds_sum'),
+    paddedTokens: sum('rmserve_batch_tokens_sum'),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,6 +348,13 @@ interface Level {
   serverP50?: { total: number; queue: number; inference: number; tokenization: number };
   rowsPerRun?: number;
   padding?: number;
+  /**
+   * The model's cost under this load: ONNX run time per padded token (µs), to set beside the
+   * limit's, where the same runs have the cores to themselves; and the share of the level's wall
+   * time a run was in progress (above 1 with several instances).
+   */
+  runUsPerToken?: number;
+  modelBusy?: number;
 }
 
 const quantile = (sorted: readonly number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
@@ -411,13 +427,18 @@ async function runLevel(server: Server, requests: Item[][], concurrency: number,
     const runs = after.runs - before.runs;
     level.rowsPerRun = (after.rows - before.rows) / runs;
     level.padding = (after.padding - before.padding) / runs;
+    level.runUsPerToken = ((after.runSeconds - before.runSeconds) * 1e6) / (after.paddedTokens - before.paddedTokens);
+    level.modelBusy = (after.runSeconds - before.runSeconds) / seconds;
     const med = (xs: number[]): number => quantile([...xs].sort((a, b) => a - b), 0.5);
     level.serverP50 = { total: med(timing.total), queue: med(timing.queue), inference: med(timing.inference), tokenization: med(timing.tokenization) };
   }
   log(
     `  ${label}: ${level.pairsPerSecond.toFixed(1)} pairs/s, p50 ${level.p50.toFixed(1)} ms, p99 ${level.p99.toFixed(1)} ms, ` +
       `CPU ${cpu.toFixed(1)} s, peak RSS ${level.peakRssMb.toFixed(0)} MB, others' CPU ${othersCpuSeconds.toFixed(1)} s` +
-      (level.rowsPerRun === undefined ? '' : `, ${level.rowsPerRun.toFixed(1)} rows/run, padding ${((level.padding ?? 0) * 100).toFixed(1)}%`),
+      (level.rowsPerRun === undefined
+        ? ''
+        : `, ${level.rowsPerRun.toFixed(1)} rows/run, padding ${((level.padding ?? 0) * 100).toFixed(1)}%, ` +
+          `${(level.runUsPerToken ?? NaN).toFixed(1)} µs of ONNX run per padded token, model busy ${((level.modelBusy ?? NaN) * 100).toFixed(0)}%`),
   );
   return level;
 }
@@ -602,6 +623,7 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
   for (const [k, v] of Object.entries(meta)) out.push(`- ${k}: ${v}`);
   for (const m of results) {
     const limit = m.direct.best.pairsPerSecond;
+    const usPerToken = (r: DirectRun | undefined): number => (r === undefined ? NaN : 1e6 / ((r.pairsPerSecond * m.direct.meanTokens) / (1 - r.padding)));
     out.push('', `### ${m.label}`, '');
     out.push(`1-minute load average when this model started: ${m.loadAtStart.map((l) => l.toFixed(2)).join(', ')}. ` +
       `rmserve's calibrated batch limits: ${m.batching === undefined ? 'unknown' : `${m.batching.max_batch_size} rows, ${m.batching.max_batch_tokens} tokens (calibrated: ${m.batching.calibrated}${m.batching.calibration_seconds === undefined ? '' : `, ${f(m.batching.calibration_seconds, 2)} s`})`}. ` +
@@ -618,14 +640,16 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
     out.push('', `Other processes used ${f(others)} CPU s during the kept runs (a run taken while they were busy reads low).`);
     out.push('', `Best: ${m.direct.best.order} order, ORT spinning ${m.direct.best.spinning ? 'on' : 'off'}, batches of ${m.direct.best.batch}, **${f(limit)} pairs/s**. ` +
       `Tokenization (chat template + tokenizer, not in the limit): ${f(m.direct.tokenizeMsPerItem, 2)} ms per item, ${f(m.direct.meanTokens, 0)} tokens per item on average; ` +
-      `limit with tokenization on the same thread: ${f(1000 / (1000 / limit + m.direct.tokenizeMsPerItem))} pairs/s.`);
+      `limit with tokenization on the same thread: ${f(1000 / (1000 / limit + m.direct.tokenizeMsPerItem))} pairs/s. ` +
+      `The best setting's runs cost ${f(usPerToken(m.direct.best))} µs per padded token (batches of 1, sorted, spinning on: ${f(usPerToken(m.direct.runs.find((r) => r.order === 'sorted' && r.spinning && r.batch === 1)))}), ` +
+      `the figures to set beside rmserve's "ORT µs/token" column below: the same runs, there with HTTP, tokenization and the load generator on the same cores.`);
     out.push('', '**Serving** — same items, undici load generator on the same cores:', '');
-    out.push('| request | c | pairs | rmserve pairs/s | peer pairs/s | rmserve / peer | rmserve / limit | peer / limit | rmserve p50 / p99 ms | peer p50 / p99 ms | CPU s rmserve / peer | peak RSS MB rmserve / peer | rmserve rows/run (pad) | others’ CPU s rmserve / peer |');
-    out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    out.push('| request | c | pairs | rmserve pairs/s | peer pairs/s | rmserve / peer | rmserve / limit | peer / limit | rmserve p50 / p99 ms | peer p50 / p99 ms | CPU s rmserve / peer | peak RSS MB rmserve / peer | rmserve rows/run (pad) | rmserve ORT µs/token (model busy) | others’ CPU s rmserve / peer |');
+    out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of m.rows) {
       const ratio = r.rmserve.pairsPerSecond / r.peer.pairsPerSecond;
       out.push(`| ${r.size} item${r.size === 1 ? '' : 's'} | ${r.concurrency} | ${r.rmserve.pairs} | ${f(r.rmserve.pairsPerSecond)} | ${f(r.peer.pairsPerSecond)} | ${ratio >= 1 ? '' : '**'}${f(ratio, 2)}${ratio >= 1 ? '' : '**'} | ${f(r.rmserve.pairsPerSecond / limit, 2)} | ${f(r.peer.pairsPerSecond / limit, 2)} | ` +
-        `${f(r.rmserve.p50)} / ${f(r.rmserve.p99)} | ${f(r.peer.p50)} / ${f(r.peer.p99)} | ${f(r.rmserve.cpuSeconds)} / ${f(r.peer.cpuSeconds)} | ${f(r.rmserve.peakRssMb, 0)} / ${f(r.peer.peakRssMb, 0)} | ${f(r.rmserve.rowsPerRun ?? NaN)} (${f((r.rmserve.padding ?? NaN) * 100, 0)}%) | ${f(r.rmserve.othersCpuSeconds)} / ${f(r.peer.othersCpuSeconds)} |`);
+        `${f(r.rmserve.p50)} / ${f(r.rmserve.p99)} | ${f(r.peer.p50)} / ${f(r.peer.p99)} | ${f(r.rmserve.cpuSeconds)} / ${f(r.peer.cpuSeconds)} | ${f(r.rmserve.peakRssMb, 0)} / ${f(r.peer.peakRssMb, 0)} | ${f(r.rmserve.rowsPerRun ?? NaN)} (${f((r.rmserve.padding ?? NaN) * 100, 0)}%) | ${f(r.rmserve.runUsPerToken ?? NaN)} (${f((r.rmserve.modelBusy ?? NaN) * 100, 0)}%) | ${f(r.rmserve.othersCpuSeconds)} / ${f(r.peer.othersCpuSeconds)} |`);
     }
     if (VARIANTS.length > 0) {
       out.push('', '**Before / after** — the `--compare` builds, each level measured in turn with rmserve and the peer above, who goes first rotating from level to level:', '');
