@@ -637,11 +637,15 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
       }).join(' | ')} |`);
     }
     const others = m.direct.runs.reduce((n, r) => n + r.othersCpuSeconds, 0);
+    // The peer runs every request as a batch of one, as the limit's batch-1 column does.
+    const batchOneRun = m.direct.runs.find((r) => r.order === 'sorted' && r.spinning && r.batch === 1);
+    const batchOne = batchOneRun?.pairsPerSecond ?? NaN;
     out.push('', `Other processes used ${f(others)} CPU s during the kept runs (a run taken while they were busy reads low).`);
     out.push('', `Best: ${m.direct.best.order} order, ORT spinning ${m.direct.best.spinning ? 'on' : 'off'}, batches of ${m.direct.best.batch}, **${f(limit)} pairs/s**. ` +
       `Tokenization (chat template + tokenizer, not in the limit): ${f(m.direct.tokenizeMsPerItem, 2)} ms per item, ${f(m.direct.meanTokens, 0)} tokens per item on average; ` +
       `limit with tokenization on the same thread: ${f(1000 / (1000 / limit + m.direct.tokenizeMsPerItem))} pairs/s. ` +
-      `The best setting's runs cost ${f(usPerToken(m.direct.best))} µs per padded token (batches of 1, sorted, spinning on: ${f(usPerToken(m.direct.runs.find((r) => r.order === 'sorted' && r.spinning && r.batch === 1)))}), ` +
+      `Batching's own gain: ${f(limit / batchOne, 2)}× batches of 1 (sorted, spinning on: ${f(batchOne)} pairs/s), the most rmserve's batches can win over the peer's batch-1 runs unless its per-request overhead is smaller than the peer's. ` +
+      `The best setting's runs cost ${f(usPerToken(m.direct.best))} µs per padded token (batches of 1, sorted, spinning on: ${f(usPerToken(batchOneRun))}), ` +
       `the figures to set beside rmserve's "ORT µs/token" column below: the same runs, there with HTTP, tokenization and the load generator on the same cores.`);
     out.push('', '**Serving** — same items, undici load generator on the same cores:', '');
     out.push('| request | c | pairs | rmserve pairs/s | peer pairs/s | rmserve / peer | rmserve / limit | peer / limit | rmserve p50 / p99 ms | peer p50 / p99 ms | CPU s rmserve / peer | peak RSS MB rmserve / peer | rmserve rows/run (pad) | rmserve ORT µs/token (model busy) | others’ CPU s rmserve / peer |');
@@ -682,7 +686,9 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
     const c64 = at(64);
     out.push(`- single items, c = 1: rmserve ≥ 1.0× peer: ${check(c1 && c1.rmserve.pairsPerSecond >= c1.peer.pairsPerSecond)}${c1 ? ` (${f(c1.rmserve.pairsPerSecond / c1.peer.pairsPerSecond, 2)})` : ''}`);
     out.push(`- single items, c = 64: rmserve ≥ 1.2× peer: ${check(c64 && c64.rmserve.pairsPerSecond >= 1.2 * c64.peer.pairsPerSecond)}${c64 ? ` (${f(c64.rmserve.pairsPerSecond / c64.peer.pairsPerSecond, 2)})` : ''}; ` +
-      `≥ 0.9× the limit: ${check(c64 && c64.rmserve.pairsPerSecond >= 0.9 * limit)}${c64 ? ` (${f(c64.rmserve.pairsPerSecond / limit, 2)})` : ''}`);
+      `≥ 0.9× the limit: ${check(c64 && c64.rmserve.pairsPerSecond >= 0.9 * limit)}${c64 ? ` (${f(c64.rmserve.pairsPerSecond / limit, 2)})` : ''}` +
+      // What 1.2× the peer asks of rmserve, given how close the peer came to its own batch-1 limit.
+      (c64 ? `. 1.2× this peer needs ${f((1.2 * c64.peer.pairsPerSecond) / limit, 2)} of the limit (the peer is at ${f(c64.peer.pairsPerSecond / batchOne, 2)} of batch-1's; batching's gain ${f(limit / batchOne, 2)}×)` : ''));
     if (m.cache !== undefined) out.push(`- cache hit p50 < 0.5 ms server-side, typical and long items: ${check(m.cache.hitP50Ms < 0.5 && m.cache.longHitP50Ms < 0.5)}`);
   }
   return out.join('\n');
