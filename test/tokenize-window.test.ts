@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { ItemTokenizer, type TruncationSide } from '../src/model/tokenize.js';
+import { ItemTokenizer, SEAM_TOKENS, WINDOW_CHARS_PER_TOKEN, type TruncationSide } from '../src/model/tokenize.js';
 import { createService, type Service } from '../src/service.js';
 import { REPO_ROOT, tempModelsRoot, tokenizerPaths, writeBowModel, type FixtureTokenizer } from './helpers/model-fixtures.js';
 import { mulberry32 } from '../src/training/random.js';
@@ -59,6 +59,41 @@ describe('windowed tokenization equals whole-text tokenization', () => {
           assert.deepEqual(windowed, whole, `${name} maxLength ${maxLength} item ${n} (${text.length} chars, ${side})`);
         }
       }
+    });
+  }
+});
+
+describe('a truncated item reads its prompt tokens off the whole text instead of tokenizing the prompt again', () => {
+  // HH dialogues split before their last assistant turn, as the chat templates render them: the
+  // prompt ends in "Assistant:", the response begins with its space.
+  const items = dialogues.flatMap((dialogue) => {
+    const at = dialogue.lastIndexOf('\n\nAssistant:') + '\n\nAssistant:'.length;
+    return at > 20 ? [{ text: dialogue, responseStart: at }] : [];
+  });
+  for (const name of ['gpt2', 'llama2', 'bert-base-uncased', 'qwen3', 'llama3', 'shipped'] as const) {
+    test(`${name}: the same tokens as tokenizing the prompt on its own, on ${items.length} HH dialogues at three max lengths`, () => {
+      const tokenizer = loadTokenizer(name);
+      let truncated = 0;
+      let derived = 0;
+      for (const maxLength of [32, 100, 256]) {
+        const fast = new ItemTokenizer(tokenizer, maxLength);
+        // The reference: the same tokenizer with the derivation turned off, so every truncated
+        // item tokenizes its prompt on its own (the behaviour before the derivation).
+        const reference = new ItemTokenizer(tokenizer, maxLength);
+        (reference as unknown as { promptOfWhole: () => undefined }).promptOfWhole = () => undefined;
+        for (const [n, item] of items.entries()) {
+          const before = { fast: fast.tokenizedChars, reference: reference.tokenizedChars };
+          const got = fast.encodeWhole(item, 'left');
+          assert.deepEqual(got, reference.encodeWhole(item, 'left'), `${name} maxLength ${maxLength} dialogue ${n}`);
+          // A prompt shorter than a seam window is tokenized again: that costs little.
+          if (!got.truncated || item.responseStart <= SEAM_TOKENS * WINDOW_CHARS_PER_TOKEN) continue;
+          truncated++;
+          // Derived: the tokenizer was handed less than the reference's prompt-again.
+          if (fast.tokenizedChars - before.fast < reference.tokenizedChars - before.reference) derived++;
+        }
+      }
+      assert.ok(truncated > 300, `${truncated} truncated items with prompts longer than a seam window`);
+      assert.ok(derived >= 0.95 * truncated, `prompt tokens derived for ${derived} of ${truncated} truncated items`);
     });
   }
 });

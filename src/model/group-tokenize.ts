@@ -7,15 +7,8 @@
 // truncation included; where that cannot be checked, the item is encoded whole.
 import { ModelError } from './errors.js';
 import { splitItem, type RenderedItem, type ScoreItem } from './format.js';
-import { WINDOW_CHARS_PER_TOKEN, WINDOW_MARGIN_TOKENS, whitespaceCut, type ItemTokenizer, type TokenizedItem, type TruncationSide } from './tokenize.js';
+import { SEAM_TOKENS, WINDOW_CHARS_PER_TOKEN, WINDOW_MARGIN_TOKENS, whitespaceCut, type ItemTokenizer, type TokenizedItem, type TruncationSide } from './tokenize.js';
 
-/**
- * Tokens the seam window must hold: the first MARGIN may differ from the whole text's (the cut
- * changes them: a SentencePiece dummy prefix, a split whitespace run), the next MARGIN are
- * checked against the whole prompt's tokens, and the last MARGIN are those the response may
- * change (a prompt ending in a word the response continues, a newline run it extends).
- */
-const SEAM_TOKENS = 3 * WINDOW_MARGIN_TOKENS;
 const MARGIN = WINDOW_MARGIN_TOKENS;
 
 /** What tokenizeItems needs of a model: its formatter and tokenizer (a ModelSpec has both). */

@@ -24,6 +24,14 @@ export const WINDOW_CHARS_PER_TOKEN = 6;
  * tokenizers (test/tokenize-window.test.ts).
  */
 export const WINDOW_MARGIN_TOKENS = 8;
+/**
+ * Tokens a seam window at a prompt's end must hold: the first MARGIN may differ from the whole
+ * text's (the cut changes them: a SentencePiece dummy prefix, a split whitespace run), the next
+ * MARGIN are checked against the tokens they must equal, and the last MARGIN are those the
+ * response may change (a prompt ending in a word the response continues, a newline run it
+ * extends). Used by encodeWhole's truncation and by prompt groups (group-tokenize.ts).
+ */
+export const SEAM_TOKENS = 3 * WINDOW_MARGIN_TOKENS;
 /** How far from the wanted cut a whitespace boundary is looked for. */
 const ALIGN_SEARCH_CHARS = 256;
 
@@ -71,8 +79,38 @@ export class ItemTokenizer {
   /** The reference behaviour: tokenize the whole text, then cut. Exact, and linear in the text. */
   encodeWhole(item: RenderedItem, side: TruncationSide): TokenizedItem {
     this.tokenizedChars += item.text.length;
-    const ids = this.withoutDoubledSpecials(this.tokenizer.encode(item.text, { add_special_tokens: true }).ids);
-    return this.cutWhole(item, side, ids, () => this.encodePlain(item.text), () => this.encodePlain(item.text.slice(0, item.responseStart)));
+    const raw = this.tokenizer.encode(item.text, { add_special_tokens: true }).ids;
+    const ids = this.withoutDoubledSpecials(raw);
+    const prompt = (): string => item.text.slice(0, item.responseStart);
+    return this.cutWhole(item, side, ids, () => this.encodePlain(item.text), () => this.promptOfWhole(prompt(), raw, ids) ?? this.encodePlain(prompt()));
+  }
+
+  /**
+   * encodePlain(prompt), read off the whole text's tokens instead of tokenizing the prompt again.
+   * Left truncation needs the prompt's own tokens, and tokenizing it a second time made a
+   * truncated HH item cost 5× a short one (half of all tokenization time on harmless/1's HH
+   * items, docs/benchmarks.md). Exact by the two premises PromptTokens (group-tokenize.ts)
+   * relies on, with W a seam window at the prompt's end: W's tokens past its first MARGIN are the
+   * prompt's last tokens, and the whole text's tokens equal the prompt's except its last MARGIN.
+   * So W's middle tokens occur in the whole text's where the prompt's last |W| tokens begin, and
+   * the prompt's tokens are the whole text's up to there (past W's first MARGIN) followed by W's.
+   * The middle must occur exactly once; otherwise, or where `raw` is not prefix + plain tokens +
+   * suffix (a doubled special was dropped), undefined and the caller tokenizes the prompt.
+   */
+  private promptOfWhole(prompt: string, raw: number[], ids: number[]): number[] | undefined {
+    const p = this.prefix.length;
+    const q = this.suffix.length;
+    if (ids !== raw || raw.length < p + q || !startsWithAt(raw, this.prefix, 0) || !startsWithAt(raw, this.suffix, raw.length - q)) return undefined;
+    const body = raw.slice(p, raw.length - q);
+    for (let chars = SEAM_TOKENS * WINDOW_CHARS_PER_TOKEN; chars < prompt.length; chars *= 2) {
+      const cut = whitespaceCut(prompt, prompt.length - chars);
+      if (cut === undefined) return undefined;
+      const seam = this.encodePlain(prompt.slice(cut));
+      if (seam.length < SEAM_TOKENS) continue; // few tokens for many characters (long words, CJK): widen
+      const at = onlyOccurrence(body, seam, WINDOW_MARGIN_TOKENS, seam.length - WINDOW_MARGIN_TOKENS);
+      return at === undefined ? undefined : [...body.slice(0, at + WINDOW_MARGIN_TOKENS), ...seam.slice(WINDOW_MARGIN_TOKENS)];
+    }
+    return undefined; // a prompt shorter than a seam window: tokenizing it again is cheap
   }
 
   /**
@@ -219,6 +257,20 @@ export function whitespaceCut(text: string, at: number): number | undefined {
 
 function startsWithAt(ids: readonly number[], seq: readonly number[], at: number): boolean {
   return seq.every((id, j) => ids[at + j] === id);
+}
+
+/**
+ * The one offset o at which haystack[o + j] === needle[j] for every j in [from, to), or undefined
+ * when there is none or more than one.
+ */
+function onlyOccurrence(haystack: readonly number[], needle: readonly number[], from: number, to: number): number | undefined {
+  let found: number | undefined;
+  outer: for (let o = 0; o + to <= haystack.length; o++) {
+    for (let j = from; j < to; j++) if (haystack[o + j] !== needle[j]) continue outer;
+    if (found !== undefined) return undefined;
+    found = o;
+  }
+  return found;
 }
 
 function indexOfSequence(haystack: number[], needle: number[]): number {
