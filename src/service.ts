@@ -61,7 +61,7 @@ export async function createService(
   const metrics = new RmserveMetrics();
   const registry = new ModelRegistry(config.modelsRoot, {
     metrics,
-    session: { device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads, allowSpinning: config.ortSpinning, thread: config.inferenceThread },
+    session: { device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads, allowSpinning: config.ortSpinning, thread: config.inferenceThread, poolNice: config.ortPoolNice },
     batcher: {
       maxBatchSize: config.maxBatchSize,
       maxBatchTokens: config.maxBatchTokens,

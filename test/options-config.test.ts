@@ -38,7 +38,7 @@ describe('serve', () => {
   test('no flags: the config the command built by hand before, and DEFAULT_CONFIG but for watching and calibrating', async () => {
     const { config, command } = readOptions(SERVE_OPTIONS, await parse(serveCommand, []));
     const expected = {
-      modelsRoot: './models', device: 'cpu', intraOpThreads: 0, interOpThreads: 0, ortSpinning: true, inferenceThread: true, instances: 1, soloThreads: 0,
+      modelsRoot: './models', device: 'cpu', intraOpThreads: 0, interOpThreads: 0, ortSpinning: true, ortPoolNice: 10, inferenceThread: true, instances: 1, soloThreads: 0,
       maxBatchSize: 64, maxBatchTokens: 32768, maxWaitMs: 0, calibrateBatching: true, maxQueueItems: 4096, maxPaddingRatio: 0.1,
       cacheSize: 100_000, maxItems: 256, maxItemChars: 1 << 20, bodyLimit: 8 * 1024 * 1024,
       requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 5_000, maxConnections: 1024, maxHeaderBytes: 16_384,

@@ -11,6 +11,13 @@ export const nonNegativeInt = (value: string): number => {
   return n;
 };
 
+/** A nice value a process may set without privilege: 0 (unchanged) to 19 (lowest). */
+export const niceValue = (value: string): number => {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 0 || n > 19) throw new InvalidArgumentError(`expected a nice value from 0 to 19, got "${value}"`);
+  return n;
+};
+
 /** A TCP port, 0 (any free port) to 65535. */
 export const tcpPort = (value: string): number => {
   const n = Number(value);

@@ -10,7 +10,7 @@ import { DEFAULT_WATCH_OPTIONS } from '../scoring/watcher.js';
 import { DEFAULT_HTTP_LIMITS } from '../server/limits.js';
 import { AGGREGATE_NAMES, TRANSFORM_NAMES } from '../transforms/index.js';
 import type { ConfigOf, OptionTable } from './options.js';
-import { commaList, nonNegativeInt, pins, positiveInt, ratio, tcpPort, unitInterval } from './parsers.js';
+import { commaList, niceValue, nonNegativeInt, pins, positiveInt, ratio, tcpPort, unitInterval } from './parsers.js';
 
 export const SERVE_OPTIONS = {
   port: { flags: '--port <port>', env: 'PORT', help: 'TCP port (0 = any free port)', default: 8000, parse: tcpPort, scope: 'command' },
@@ -29,6 +29,13 @@ export const SERVE_OPTIONS = {
     flags: '--no-ort-spinning', env: 'RMSERVE_NO_ORT_SPINNING',
     help: "make ORT's pool threads sleep between parallel sections and runs instead of spin-waiting (ORT's default), leaving the cores to other processes",
     docs: { default: 'spin', see: '[docs/operations.md](docs/operations.md#threads)' },
+  },
+  // Lower than the event loop: on a small CPU the two want the same cores, and a pool thread that
+  // yields costs the run less than the wait costs the event loop (src/model/ort-pool-priority.ts).
+  ortPoolNice: {
+    flags: '--ort-pool-nice <n>', env: 'RMSERVE_ORT_POOL_NICE', default: 10, parse: niceValue,
+    help: "nice value (0-19) for ORT's intra-op pool threads on each inference thread (Linux), so the event loop gets a core first when both want one (0 = leave them at the process's)",
+    docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
   },
   // Own thread: onnxruntime-node runs a batch synchronously on the thread that calls it.
   inferenceThread: {

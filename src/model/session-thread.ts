@@ -36,6 +36,8 @@ export interface SessionThreadData {
   paddingSide: PaddingSide;
   options: SessionOptions;
   hints: CacheShapeHints;
+  /** Nice value for ORT's pool threads of this session (ort-pool-priority.ts); 0 leaves them. */
+  poolNice: number;
 }
 
 /** Main thread → inference thread. Rows go flat (row i = ids[offsets[i] .. offsets[i+1])), transferred, not copied. */
@@ -55,6 +57,13 @@ interface Pending {
 }
 
 const ENTRY = new URL('./session-worker-entry.mjs', import.meta.url);
+
+/**
+ * Sessions are created one at a time in the process: an inference thread tells its ORT pool
+ * threads from the others partly by which threads appear while it creates its session
+ * (ort-pool-priority.ts), so no other session (or inference thread) may start meanwhile.
+ */
+let creating: Promise<unknown> = Promise.resolve();
 
 /** Errors keep their kind across the thread: a ModelError (bad graph or output) stays one. */
 function rebuild(message: string, modelError: boolean): Error {
@@ -99,8 +108,14 @@ export class ThreadedRewardSession implements RewardRunner {
     paddingSide: PaddingSide,
     options: SessionOptions,
     hints: CacheShapeHints = {},
+    poolNice = 0,
   ): Promise<ThreadedRewardSession> {
-    const data: SessionThreadData = { model, padId, paddingSide, options, hints };
+    const turn = creating.then(() => ThreadedRewardSession.start({ model, padId, paddingSide, options, hints, poolNice }));
+    creating = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private static async start(data: SessionThreadData): Promise<ThreadedRewardSession> {
     const worker = new Worker(ENTRY, { workerData: data });
     const listeners: { message?: (reply: ThreadReply) => void; error?: (err: Error) => void; exit?: (code: number) => void } = {};
     const ready = await new Promise<{ inputNames: string[]; outputType: string }>((resolve, reject) => {
@@ -168,8 +183,11 @@ export class ThreadedRewardSession implements RewardRunner {
   }
 }
 
-/** A serving session's options: ORT's, and whether it gets a thread of its own (default yes). */
-export type ServingSessionOptions = SessionOptions & { thread?: boolean };
+/**
+ * A serving session's options: ORT's, whether it gets a thread of its own (default yes), and the
+ * nice value for ORT's pool threads on that thread (default 0: left as ORT starts them).
+ */
+export type ServingSessionOptions = SessionOptions & { thread?: boolean; poolNice?: number };
 
 /**
  * The session the server scores with: on its own thread unless `options.thread` is false (then on
@@ -182,8 +200,8 @@ export function openRewardSession(
   options: ServingSessionOptions,
   hints: CacheShapeHints = {},
 ): Promise<RewardRunner> {
-  const { thread = true, ...sessionOptions } = options;
+  const { thread = true, poolNice = 0, ...sessionOptions } = options;
   return thread
-    ? ThreadedRewardSession.create(model, padId, paddingSide, sessionOptions, hints)
+    ? ThreadedRewardSession.create(model, padId, paddingSide, sessionOptions, hints, poolNice)
     : RewardSession.create(model, padId, paddingSide, sessionOptions, hints);
 }

@@ -4,6 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ModelError } from './errors.js';
 import { RewardSession } from './onnx-session.js';
+import { PoolPriority } from './ort-pool-priority.js';
 import type { SessionThreadData, ThreadReply, ThreadRequest } from './session-thread.js';
 
 const port = parentPort;
@@ -22,8 +23,12 @@ function unflatten(ids: Int32Array, offsets: Int32Array): number[][] {
 }
 
 let session: RewardSession | undefined;
+/** ORT's pool threads of this session, lowered as the first runs show which they are (--ort-pool-nice). */
+let poolPriority: PoolPriority | undefined;
 try {
-  session = await RewardSession.create(data.model, data.padId, data.paddingSide, data.options, data.hints);
+  const created = await PoolPriority.around(data.poolNice, () => RewardSession.create(data.model, data.padId, data.paddingSide, data.options, data.hints));
+  session = created.value;
+  poolPriority = created.priority;
   port.postMessage({ type: 'ready', inputNames: [...session.inputNames], outputType: session.outputType } satisfies ThreadReply);
 } catch (err) {
   port.postMessage({ type: 'failed', ...failure(err) } satisfies ThreadReply);
@@ -53,6 +58,7 @@ async function handle(request: ThreadRequest): Promise<void> {
     const started = performance.now();
     const { rewards, paddedTokens } = await session.run(unflatten(request.ids, request.offsets));
     const runMs = performance.now() - started;
+    poolPriority?.afterRun();
     const k = rewards[0]?.length ?? 0;
     const flat = new Float32Array(rewards.length * k);
     rewards.forEach((r, i) => flat.set(r, i * k));
