@@ -14,8 +14,8 @@
 // its first batches run. The second condition leaves out the one thread ORT starts for the whole
 // process with its first session, which waits idle. Session creation is serialised in the process
 // (session-thread.ts), so no other session's threads, and no other inference thread, appear in
-// that window; a thread something else starts meanwhile (libuv's pool, on its first use) is
-// lowered only if it also runs during those batches. os.setPriority on a thread id sets that
+// that window (libuv's pool, started on first use, is started before it); a thread something
+// else starts meanwhile is lowered only if it also runs during those batches. os.setPriority on a thread id sets that
 // thread's nice value (Linux keeps nice per thread), and raising it needs no privilege.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';

@@ -8,6 +8,8 @@
 // Raw worker_threads, not piscina (which runs the stateless tokenizer pool): this is one
 // long-lived thread owning one native session, with a load → run* → release lifecycle, and the
 // batcher already keeps at most one batch in flight per version, so there is nothing to schedule.
+import { access } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { modelLoadFailed } from './errors.js';
 import { RewardSession, type CacheShapeHints, type PaddingSide, type SessionOptions } from './onnx-session.js';
@@ -116,6 +118,9 @@ export class ThreadedRewardSession implements RewardRunner {
   }
 
   private static async start(data: SessionThreadData): Promise<ThreadedRewardSession> {
+    // libuv starts its thread pool on its first use, which could otherwise fall inside the
+    // session's creation window; one pool call first keeps those threads out of it.
+    await access(fileURLToPath(ENTRY));
     const worker = new Worker(ENTRY, { workerData: data });
     const listeners: { message?: (reply: ThreadReply) => void; error?: (err: Error) => void; exit?: (code: number) => void } = {};
     const ready = await new Promise<{ inputNames: string[]; outputType: string }>((resolve, reject) => {
