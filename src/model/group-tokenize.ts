@@ -7,7 +7,7 @@
 // truncation included; where that cannot be checked, the item is encoded whole.
 import { ModelError } from './errors.js';
 import { splitItem, type RenderedItem, type ScoreItem } from './format.js';
-import { SEAM_TOKENS, WINDOW_CHARS_PER_TOKEN, WINDOW_MARGIN_TOKENS, whitespaceCut, type ItemTokenizer, type TokenizedItem, type TruncationSide } from './tokenize.js';
+import { WINDOW_MARGIN_TOKENS, type ItemTokenizer, type TokenizedItem, type TruncationSide } from './tokenize.js';
 
 const MARGIN = WINDOW_MARGIN_TOKENS;
 
@@ -76,20 +76,13 @@ export class PromptTokens {
    * line up with the prompt's.
    */
   static build(tokenizer: ItemTokenizer, prompt: string): PromptTokens | undefined {
-    let chars = SEAM_TOKENS * WINDOW_CHARS_PER_TOKEN;
-    for (; chars < prompt.length; chars *= 2) {
-      const cut = whitespaceCut(prompt, prompt.length - chars);
-      if (cut === undefined) return undefined;
-      const seamText = prompt.slice(cut);
-      const seamIds = tokenizer.encodePlain(seamText);
-      if (seamIds.length < SEAM_TOKENS) continue; // few tokens for many characters (long words, CJK): widen
-      const promptIds = tokenizer.encodePlain(prompt);
-      const offset = promptIds.length - seamIds.length;
-      if (offset < 0) return undefined;
-      for (let j = MARGIN; j < seamIds.length; j++) if (promptIds[offset + j] !== seamIds[j]) return undefined;
-      return new PromptTokens(tokenizer, prompt, promptIds, seamText, seamIds, offset + MARGIN);
-    }
-    return undefined;
+    const seam = tokenizer.seamWindow(prompt);
+    if (seam === undefined) return undefined;
+    const promptIds = tokenizer.encodePlain(prompt);
+    const offset = promptIds.length - seam.ids.length;
+    if (offset < 0) return undefined;
+    for (let j = MARGIN; j < seam.ids.length; j++) if (promptIds[offset + j] !== seam.ids[j]) return undefined;
+    return new PromptTokens(tokenizer, prompt, promptIds, seam.text, seam.ids, offset + MARGIN);
   }
 
   /**

@@ -81,8 +81,27 @@ export class ItemTokenizer {
     this.tokenizedChars += item.text.length;
     const raw = this.tokenizer.encode(item.text, { add_special_tokens: true }).ids;
     const ids = this.withoutDoubledSpecials(raw);
-    const prompt = (): string => item.text.slice(0, item.responseStart);
-    return this.cutWhole(item, side, ids, () => this.encodePlain(item.text), () => this.promptOfWhole(prompt(), raw, ids) ?? this.encodePlain(prompt()));
+    return this.cutWhole(item, side, ids, () => this.encodePlain(item.text), () => {
+      const prompt = item.text.slice(0, item.responseStart);
+      return this.promptOfWhole(prompt, raw, ids) ?? this.encodePlain(prompt);
+    });
+  }
+
+  /**
+   * The first whitespace-cut window at `prompt`'s end that holds SEAM_TOKENS tokens, with its
+   * tokens, widened while it holds fewer (long words, CJK); undefined for a prompt no longer than
+   * the window or without a whitespace cut near its end. The seam of encodeWhole's truncation and
+   * of prompt groups (group-tokenize.ts).
+   */
+  seamWindow(prompt: string): { text: string; ids: number[] } | undefined {
+    for (let chars = SEAM_TOKENS * WINDOW_CHARS_PER_TOKEN; chars < prompt.length; chars *= 2) {
+      const cut = whitespaceCut(prompt, prompt.length - chars);
+      if (cut === undefined) return undefined;
+      const text = prompt.slice(cut);
+      const ids = this.encodePlain(text);
+      if (ids.length >= SEAM_TOKENS) return { text, ids };
+    }
+    return undefined;
   }
 
   /**
@@ -101,16 +120,12 @@ export class ItemTokenizer {
     const p = this.prefix.length;
     const q = this.suffix.length;
     if (ids !== raw || raw.length < p + q || !startsWithAt(raw, this.prefix, 0) || !startsWithAt(raw, this.suffix, raw.length - q)) return undefined;
+    // Without a seam (a prompt shorter than the window), tokenizing the prompt again is cheap.
+    const seam = this.seamWindow(prompt)?.ids;
+    if (seam === undefined) return undefined;
     const body = raw.slice(p, raw.length - q);
-    for (let chars = SEAM_TOKENS * WINDOW_CHARS_PER_TOKEN; chars < prompt.length; chars *= 2) {
-      const cut = whitespaceCut(prompt, prompt.length - chars);
-      if (cut === undefined) return undefined;
-      const seam = this.encodePlain(prompt.slice(cut));
-      if (seam.length < SEAM_TOKENS) continue; // few tokens for many characters (long words, CJK): widen
-      const at = onlyOccurrence(body, seam, WINDOW_MARGIN_TOKENS, seam.length - WINDOW_MARGIN_TOKENS);
-      return at === undefined ? undefined : [...body.slice(0, at + WINDOW_MARGIN_TOKENS), ...seam.slice(WINDOW_MARGIN_TOKENS)];
-    }
-    return undefined; // a prompt shorter than a seam window: tokenizing it again is cheap
+    const at = onlyOccurrence(body, seam, WINDOW_MARGIN_TOKENS, seam.length - WINDOW_MARGIN_TOKENS);
+    return at === undefined ? undefined : [...body.slice(0, at + WINDOW_MARGIN_TOKENS), ...seam.slice(WINDOW_MARGIN_TOKENS)];
   }
 
   /**
