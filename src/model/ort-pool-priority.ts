@@ -15,8 +15,9 @@
 // process with its first session, which waits idle. Session creation is serialised in the process
 // (session-thread.ts), so no other session's threads, and no other inference thread, appear in
 // that window (libuv's pool, started on first use, is started before it); a thread something
-// else starts meanwhile is lowered only if it also runs during those batches. os.setPriority on a thread id sets that
-// thread's nice value (Linux keeps nice per thread), and raising it needs no privilege.
+// else starts meanwhile is lowered only if it also runs during those batches. os.setPriority on
+// a thread id sets that thread's nice value (Linux keeps nice per thread), and raising it needs
+// no privilege.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 
@@ -24,7 +25,7 @@ import { setPriority } from 'node:os';
 const RUNS_WATCHED = 4;
 
 /** This process's thread ids, or undefined where /proc does not list them (not Linux). */
-export function processThreads(): Set<number> | undefined {
+function processThreads(): Set<number> | undefined {
   try {
     return new Set(readdirSync('/proc/self/task').map(Number));
   } catch {
@@ -33,7 +34,7 @@ export function processThreads(): Set<number> | undefined {
 }
 
 /** The calling thread's id (/proc/thread-self links to `<pid>/task/<tid>`), or undefined off Linux. */
-export function currentThread(): number | undefined {
+function currentThread(): number | undefined {
   try {
     const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
     return Number.isInteger(tid) ? tid : undefined;
@@ -54,7 +55,6 @@ function runNanos(tid: number): number | undefined {
 /** Finds a session's pool threads as its first runs go by, and sets `nice` on each. */
 export class PoolPriority {
   private watched = 0;
-  private readonly lowered = new Set<number>();
 
   private constructor(
     private readonly nice: number,
@@ -89,15 +89,9 @@ export class PoolPriority {
       this.candidates.delete(tid);
       try {
         setPriority(tid, this.nice);
-        this.lowered.add(tid);
       } catch {
         // The thread ended between the read and the call.
       }
     }
-  }
-
-  /** Threads set to the nice value so far. */
-  get threads(): readonly number[] {
-    return [...this.lowered];
   }
 }
