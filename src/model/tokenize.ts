@@ -279,17 +279,15 @@ function startsWithAt(ids: readonly number[], seq: readonly number[], at: number
  * when there is none or more than one.
  */
 function onlyOccurrence(haystack: readonly number[], needle: readonly number[], from: number, to: number): number | undefined {
-  let found: number | undefined;
-  outer: for (let o = 0; o + to <= haystack.length; o++) {
-    for (let j = from; j < to; j++) if (haystack[o + j] !== needle[j]) continue outer;
-    if (found !== undefined) return undefined;
-    found = o;
-  }
-  return found;
+  const part = needle.slice(from, to);
+  const first = indexOfSequence(haystack, part, from);
+  if (first < 0 || indexOfSequence(haystack, part, first + 1) >= 0) return undefined;
+  return first - from;
 }
 
-function indexOfSequence(haystack: number[], needle: number[]): number {
-  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+/** The first index ≥ start at which needle occurs in haystack, or -1. */
+function indexOfSequence(haystack: readonly number[], needle: readonly number[], start = 0): number {
+  outer: for (let i = start; i + needle.length <= haystack.length; i++) {
     for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
     return i;
   }
