@@ -135,3 +135,22 @@ test('a padding limit keeps lengths that do not fit for a later batch of their o
     assert.ok(1 - real / (width * rows.length) <= 0.2);
   }
 });
+
+test('with several instances a burst is shared out longest first, no batch above an even share of the queue', async () => {
+  const { batcher, runs, hold, release } = recordingBatcher({ maxBatchSize: 4, maxBatchTokens: 1000, maxWaitMs: 0, maxInFlight: 2 });
+  hold();
+  const lengths = [2, 10, 10, 10, 10, 2];
+  const pending = lengths.map((n, i) => submit(batcher, seq(n, i * 100)));
+  await new Promise((resolve) => setImmediate(resolve));
+  // 44 tokens queued over two instances: at most 22 padded tokens each, the longest anchoring.
+  assert.deepEqual(runs.map((rows) => rows.map((r) => r.length)), [[10, 10], [10]]);
+  release();
+  await Promise.all(pending);
+  assert.equal(runs.flat().length, lengths.length);
+});
+
+test('with several instances a queue that fits one batch is still taken whole', async () => {
+  const { batcher, runs } = recordingBatcher({ maxBatchSize: 8, maxBatchTokens: 1000, maxWaitMs: 0, maxInFlight: 2 });
+  await Promise.all([3, 9, 4].map((n, i) => submit(batcher, seq(n, i * 100))));
+  assert.deepEqual(runs.map((rows) => rows.length), [3]);
+});

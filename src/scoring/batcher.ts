@@ -52,6 +52,8 @@ interface QueuedItem {
   ids: readonly number[];
   key: string;
   enqueuedAt: number;
+  /** Items submitted in one synchronous run (one request's items) share a burst number. */
+  burst: number;
   resolve: (reward: Float32Array) => void;
   reject: (err: Error) => void;
   detach: () => void;
@@ -79,6 +81,7 @@ export class DynamicBatcher {
   private soloRunning = false;
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
+  private burst = 0;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
 
@@ -131,7 +134,7 @@ export class DynamicBatcher {
     if (!this.hasRoomFor(1)) return Promise.reject(queueFull(this.retryAfterSeconds()));
     if (signal?.aborted) return Promise.reject(cancelled('request cancelled'));
     return new Promise<Float32Array>((resolve, reject) => {
-      const item: QueuedItem = { ids, key, enqueuedAt: performance.now(), resolve, reject, detach: () => {}, timing };
+      const item: QueuedItem = { ids, key, enqueuedAt: performance.now(), burst: this.burst, resolve, reject, detach: () => {}, timing };
       if (signal) {
         const onAbort = (): void => {
           const at = this.queue.indexOf(item);
@@ -170,6 +173,7 @@ export class DynamicBatcher {
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
+      this.burst++;
       this.schedule();
     });
   }
@@ -216,12 +220,15 @@ export class DynamicBatcher {
    * which cuts padding, until the row or padded-token budget is spent. Identical items share a row.
    */
   private takeBatch(): QueuedItem[][] {
-    const [anchor, ...rest] = this.queue as [QueuedItem, ...QueuedItem[]];
-    const byCloseness = rest
+    const anchorAt = this.anchorIndex();
+    const anchor = this.queue[anchorAt] as QueuedItem;
+    const byCloseness = this.queue
       .map((item, index) => ({ item, index, distance: Math.abs(item.ids.length - anchor.ids.length) }))
+      .filter(({ index }) => index !== anchorAt)
       .sort((a, b) => a.distance - b.distance || a.index - b.index);
     const rows = new Map<string, QueuedItem[]>([[anchor.key, [anchor]]]);
     const maxPadding = this.options.maxPaddingRatio ?? 1;
+    const maxTokens = this.tokenBudget();
     let longest = anchor.ids.length;
     let real = anchor.ids.length;
     for (const { item } of byCloseness) {
@@ -232,7 +239,7 @@ export class DynamicBatcher {
       }
       const width = Math.max(longest, item.ids.length);
       const padded = width * (rows.size + 1);
-      if (rows.size + 1 > this.options.maxBatchSize || padded > this.options.maxBatchTokens) continue;
+      if (rows.size + 1 > this.options.maxBatchSize || padded > maxTokens) continue;
       if (1 - (real + item.ids.length) / padded > maxPadding) continue;
       rows.set(item.key, [item]);
       longest = width;
@@ -242,6 +249,46 @@ export class DynamicBatcher {
     this.queue = this.queue.filter((item) => !taken.has(item));
     this.onDepth(this.queue.length);
     return [...rows.values()];
+  }
+
+  /**
+   * One instance: the oldest item. Several: the longest item submitted together with the oldest
+   * (one request's items are one burst). Longest first is the classic rule for sharing jobs over
+   * parallel machines: a 32-item request split over two single-threaded instances otherwise
+   * often ended on its dearest batch with the other instance idle (docs/benchmarks.md). Still
+   * starvation-free: the anchor is from the oldest burst. One instance runs the same work in
+   * any order, so its batches are formed as before.
+   */
+  private anchorIndex(): number {
+    if ((this.options.maxInFlight ?? 1) <= 1) return 0;
+    const { burst } = this.queue[0] as QueuedItem;
+    let best = 0;
+    for (let i = 1; i < this.queue.length && (this.queue[i] as QueuedItem).burst === burst; i++) {
+      if ((this.queue[i] as QueuedItem).ids.length > (this.queue[best] as QueuedItem).ids.length) best = i;
+    }
+    return best;
+  }
+
+  /**
+   * The padded-token budget of the next batch. With several instances, and more queued than one
+   * batch holds, at most an even share of what is queued: one batch holding most of a request
+   * kept one single-threaded instance busy while the others had nothing left to take. A queue
+   * that fits one batch with nothing running is still taken whole (to run solo, on every core),
+   * and under load the share exceeds the limit and the limit holds.
+   */
+  private tokenBudget(): number {
+    const { maxBatchTokens, maxBatchSize } = this.options;
+    const instances = this.options.maxInFlight ?? 1;
+    if (instances <= 1) return maxBatchTokens;
+    let queued = 0;
+    let longest = 0;
+    for (const item of this.queue) {
+      queued += item.ids.length;
+      longest = Math.max(longest, item.ids.length);
+    }
+    const fitsOneBatch = this.queue.length <= maxBatchSize && longest * this.queue.length <= maxBatchTokens;
+    if (this.inFlight === 0 && fitsOneBatch) return maxBatchTokens;
+    return Math.min(maxBatchTokens, Math.ceil(queued / instances));
   }
 
   private async execute(rows: QueuedItem[][], solo: boolean): Promise<void> {
