@@ -210,13 +210,23 @@ export class DynamicBatcher {
 
   private batchIsFull(): boolean {
     if (this.queue.length >= this.options.maxBatchSize) return true;
+    return this.queuedTokens().longest * this.queue.length >= this.options.maxBatchTokens;
+  }
+
+  /** The queue's tokens in all and its longest item. */
+  private queuedTokens(): { total: number; longest: number } {
+    let total = 0;
     let longest = 0;
-    for (const item of this.queue) longest = Math.max(longest, item.ids.length);
-    return longest * this.queue.length >= this.options.maxBatchTokens;
+    for (const item of this.queue) {
+      total += item.ids.length;
+      longest = Math.max(longest, item.ids.length);
+    }
+    return { total, longest };
   }
 
   /**
-   * The oldest item always goes (no starvation); the rest are picked by closeness of length to it,
+   * The anchor (anchorIndex: the oldest item, or with several instances the longest of the oldest
+   * burst) always goes, so nothing starves; the rest are picked by closeness of length to it,
    * which cuts padding, until the row or padded-token budget is spent. Identical items share a row.
    */
   private takeBatch(): QueuedItem[][] {
@@ -280,12 +290,7 @@ export class DynamicBatcher {
     const { maxBatchTokens, maxBatchSize } = this.options;
     const instances = this.options.maxInFlight ?? 1;
     if (instances <= 1) return maxBatchTokens;
-    let queued = 0;
-    let longest = 0;
-    for (const item of this.queue) {
-      queued += item.ids.length;
-      longest = Math.max(longest, item.ids.length);
-    }
+    const { total: queued, longest } = this.queuedTokens();
     const fitsOneBatch = this.queue.length <= maxBatchSize && longest * this.queue.length <= maxBatchTokens;
     if (this.inFlight === 0 && fitsOneBatch) return maxBatchTokens;
     return Math.min(maxBatchTokens, Math.ceil(queued / instances));
