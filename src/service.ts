@@ -27,6 +27,8 @@ export const DEFAULT_CONFIG: ServiceConfig = {
   // Timing batch sizes makes limits depend on the machine's load at that moment: the command
   // calibrates; tests and benchmarks batch by the limits they give, unless they ask.
   calibrateBatching: false,
+  // Likewise one session: how many `auto` opens depends on the machine (its cores and memory).
+  instances: 1,
 };
 
 export interface Service {
@@ -54,8 +56,10 @@ export async function createService(
       throw new Error(`--transform ${transform} --aggregate ${aggregate}: ${(err as Error).message}`);
     }
   }
-  if ((config.instances > 1 || config.soloThreads > 0) && !config.inferenceThread) {
-    const flag = config.instances > 1 ? `--instances ${config.instances}` : `--solo-threads ${config.soloThreads}`;
+  // `auto` opens one session without the inference threads (src/scoring/session-layout.ts).
+  const fixedInstances = config.instances === 'auto' ? 1 : config.instances;
+  if ((fixedInstances > 1 || config.soloThreads > 0) && !config.inferenceThread) {
+    const flag = fixedInstances > 1 ? `--instances ${config.instances}` : `--solo-threads ${config.soloThreads}`;
     throw new Error(`${flag} needs the inference threads: on the main thread the sessions could only run one batch at a time`);
   }
   const metrics = new RmserveMetrics();

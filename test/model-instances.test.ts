@@ -6,10 +6,12 @@
 // threads) can exceed the wall time only if runs overlapped, with one instance as the control that
 // cannot. The model is a transformer, so that the runs and not HTTP take most of the time.
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { DynamicBatcher } from '../src/scoring/batcher.js';
 import { tokenKey } from '../src/scoring/reward-cache.js';
+import { onnxBytes, sessionLayout } from '../src/scoring/session-layout.js';
 import { createService } from '../src/service.js';
 import { tempModelsRoot, writeTransformerModel } from './helpers/model-fixtures.js';
 
@@ -133,6 +135,32 @@ describe('rmserve serve --instances', () => {
     // Under 48 concurrent requests the two instances ran side by side (a solo run never overlaps another).
     assert.ok(hybrid.runSeconds > hybrid.wallSeconds, `${hybrid.runSeconds} s of runs in ${hybrid.wallSeconds} s (${hybrid.soloBatches} solo)`);
     for (const [i, reward] of hybrid.rewards.entries()) assert.ok(Math.abs(reward - (one.rewards[i] as number)) < 1e-4, `item ${i}: ${reward} vs ${one.rewards[i]}`);
+  });
+
+  test('--instances auto: the version gets the layout the rule picks for this machine, and scores as one session does', async () => {
+    const root = tempModelsRoot();
+    const dir = join(root, 'rm', '1');
+    writeTransformerModel(dir, 256);
+    const expected = sessionLayout({ instances: 'auto', intraOpThreads: 0, soloThreads: 0, device: 'cpu', inferenceThread: true }, onnxBytes(dir));
+    const logged: string[] = [];
+    const service = await createService({ modelsRoot: root, cacheSize: 0, watch: false, instances: 'auto', calibrateBatching: false, maxBatchSize: 4 }, { log: (m) => logged.push(m) });
+    const one = await createService({ modelsRoot: root, cacheSize: 0, watch: false, instances: 1, calibrateBatching: false, maxBatchSize: 4 });
+    try {
+      const serving = ((await service.app.inject({ method: 'GET', url: '/v1/models' })).json() as { models: { serving: Record<string, unknown> }[] }).models[0]?.serving;
+      assert.deepEqual(
+        [serving?.instances, serving?.intra_op_threads, serving?.solo_threads, serving?.layout_rule],
+        [expected.instances, expected.intraOpThreads, expected.soloThreads, expected.auto],
+      );
+      // The 2-core machines this project runs on (CI among them) get the split layout.
+      if (availableParallelism() === 2) assert.deepEqual([serving?.instances, serving?.intra_op_threads, serving?.solo_threads], [2, 1, 2]);
+      assert.ok(logged.some((m) => m.includes(`rm@1: --instances auto: ${expected.auto}`)), logged.join('\n'));
+      const score = async (s: typeof service) => (await Promise.all(items.slice(0, 12).map((item) => s.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'rm', items: [item] } }))))
+        .map((r) => { assert.equal(r.statusCode, 200, r.body); return (r.json() as { results: { reward: number }[] }).results[0]!.reward; });
+      const [a, b] = [await score(service), await score(one)];
+      for (const [i, reward] of a.entries()) assert.ok(Math.abs(reward - (b[i] as number)) < 1e-4, `item ${i}: ${reward} vs ${b[i]}`);
+    } finally {
+      await Promise.all([service.close(), one.close()]);
+    }
   });
 
   test('more than one instance needs the inference threads', async () => {

@@ -11,6 +11,14 @@ export const nonNegativeInt = (value: string): number => {
   return n;
 };
 
+/** `--instances`: a positive count, or `auto` (src/scoring/session-layout.ts chooses per version). */
+export const instanceCount = (value: string): number | 'auto' => {
+  if (value.trim() === 'auto') return 'auto';
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer or auto, got "${value}"`);
+  return n;
+};
+
 /** A nice value a process may set without privilege: 0 (unchanged) to 19 (lowest). */
 export const niceValue = (value: string): number => {
   const n = Number(value);

@@ -10,7 +10,7 @@ import { DEFAULT_WATCH_OPTIONS } from '../scoring/watcher.js';
 import { DEFAULT_HTTP_LIMITS } from '../server/limits.js';
 import { AGGREGATE_NAMES, TRANSFORM_NAMES } from '../transforms/index.js';
 import type { ConfigOf, OptionTable } from './options.js';
-import { commaList, niceValue, nonNegativeInt, pins, positiveInt, ratio, tcpPort, unitInterval } from './parsers.js';
+import { commaList, instanceCount, niceValue, nonNegativeInt, pins, positiveInt, ratio, tcpPort, unitInterval } from './parsers.js';
 
 export const SERVE_OPTIONS = {
   port: { flags: '--port <port>', env: 'PORT', help: 'TCP port (0 = any free port)', default: 8000, parse: tcpPort, scope: 'command' },
@@ -43,11 +43,12 @@ export const SERVE_OPTIONS = {
     help: 'run ONNX on the main thread (the event loop then waits out every batch) instead of a thread per model version',
     docs: { default: 'a thread per version', see: '[docs/operations.md](docs/operations.md#threads)' },
   },
-  // Triton's instance count: on a small CPU model two single-threaded sessions outrun one
-  // two-threaded session under load, at a cost at concurrency 1 (docs/operations.md#threads).
+  // Triton's instance count. `auto`: on a 2-core CPU two single-threaded sessions and a solo
+  // session outrun one two-threaded session under load and match it alone; elsewhere one session
+  // (src/scoring/session-layout.ts, docs/operations.md#threads).
   instances: {
-    flags: '--instances <n>', env: 'RMSERVE_INSTANCES', default: 1, parse: positiveInt,
-    help: 'ONNX sessions per model version, each on its own thread, running batches side by side; on a CPU pair with --intra-op-threads (instances × threads ≈ cores)',
+    flags: '--instances <n>', env: 'RMSERVE_INSTANCES', default: 'auto' as number | 'auto', parse: instanceCount,
+    help: 'ONNX sessions per model version, each on its own thread, running batches side by side; on a CPU pair with --intra-op-threads (instances × threads ≈ cores). auto: 2 one-thread instances and a 2-thread solo session on a 2-core CPU when two more copies of the weights take under 1/8 of memory and no thread flag is given, else 1',
     docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
   },
   // With narrow instances, the session a lone request gets: every core for one run.

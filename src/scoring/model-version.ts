@@ -9,6 +9,7 @@ import { cacheShapeHints, readModelFolder, type ModelSpec } from '../model/model
 import { folderFingerprint } from '../model/versions.js';
 import type { ScoreItem } from '../model/format.js';
 import { calibrateBatching } from './calibrate.js';
+import { onnxBytes, sessionLayout, type SessionLayout } from './session-layout.js';
 import { openRewardSession, type RewardRunner, type ServingSessionOptions } from '../model/session-thread.js';
 
 export interface LoadOptions {
@@ -18,8 +19,11 @@ export interface LoadOptions {
   metrics: RmserveMetrics;
   /** Time batch sizes at load and batch by measured cost per row (src/scoring/calibrate.ts). */
   calibrateBatching?: boolean;
-  /** Sessions of the model, each running its own batches (--instances); 1 by default. */
-  instances?: number;
+  /**
+   * Sessions of the model, each running its own batches (--instances); 1 by default. `auto`: the
+   * rule in session-layout.ts, which may also set the instances' and the solo session's threads.
+   */
+  instances?: number | 'auto';
   /**
    * Intra-op threads of one more session that runs the batches that have the model to themselves
    * (--solo-threads; 0 or unset: none): with several narrow instances, a lone request still gets
@@ -79,10 +83,8 @@ export class ModelVersion {
     readonly fingerprint: string,
     /** Every session of this version (the instances, then the solo session if any): released together. */
     private readonly sessions: readonly RewardRunner[],
-    /** Session instances serving this version (--instances), the solo session not counted. */
-    readonly instances: number,
-    /** Intra-op threads of the solo session (--solo-threads), 0 without one. */
-    readonly soloThreads: number,
+    /** Its sessions: instances (the solo session not counted), their threads, the solo session's. */
+    readonly layout: SessionLayout,
     readonly batcher: DynamicBatcher,
     readonly batching: BatchingLimits,
     numOutputs: number,
@@ -135,12 +137,19 @@ export class ModelVersion {
     // Taken before the files are read, so a folder rewritten during the load looks changed.
     const fingerprint = folderFingerprint(dir);
     const spec = readModelFolder(dir);
-    const open = (threads?: number): Promise<RewardRunner> =>
-      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, ...(threads === undefined ? {} : { intraOpThreads: threads }) }, cacheShapeHints(spec.files.config));
+    const layout = sessionLayout({
+      instances: options.instances ?? 1,
+      intraOpThreads: options.session.intraOpThreads ?? 0,
+      soloThreads: options.soloThreads ?? 0,
+      device: options.session.device ?? 'cpu',
+      inferenceThread: options.session.thread !== false,
+    }, onnxBytes(dir));
+    const open = (threads: number): Promise<RewardRunner> =>
+      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, intraOpThreads: threads }, cacheShapeHints(spec.files.config));
     const sessions: RewardRunner[] = [];
-    const soloThreads = options.soloThreads ?? 0;
+    const { soloThreads } = layout;
     try {
-      for (let i = 0; i < (options.instances ?? 1); i++) sessions.push(await open());
+      for (let i = 0; i < layout.instances; i++) sessions.push(await open(layout.intraOpThreads));
       const instances = [...sessions];
       const solo = soloThreads > 0 ? await open(soloThreads) : undefined;
       if (solo !== undefined) sessions.push(solo);
@@ -149,7 +158,7 @@ export class ModelVersion {
       for (const session of sessions) k = await selfCheck(`${name}@${version}`, spec, session);
       const { metrics } = options;
       const labels = versionLabels({ name, version });
-      const batching = await batchingLimits(spec, options);
+      const batching = await batchingLimits(spec, options, layout.intraOpThreads);
       // The batcher never has more batches in flight than instances, so one is always free; a
       // solo batch runs with nothing else in flight.
       const free = [...instances];
@@ -177,7 +186,7 @@ export class ModelVersion {
         },
         (depth) => metrics.queueDepth.set(labels, depth),
       );
-      return new ModelVersion(name, version, spec, fingerprint, sessions, instances.length, solo === undefined ? 0 : soloThreads, batcher, batching, k, (performance.now() - started) / 1000, metrics);
+      return new ModelVersion(name, version, spec, fingerprint, sessions, layout, batcher, batching, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
       await Promise.all(sessions.map((session) => session.release()));
       throw err;
@@ -261,14 +270,15 @@ async function selfCheck(id: string, spec: ModelSpec, session: RewardRunner): Pr
 }
 
 /** The configured limits, or (calibrateBatching) those the measured cost per row calls for. */
-async function batchingLimits(spec: ModelSpec, options: LoadOptions): Promise<BatchingLimits> {
+/** Times batch sizes on a probe session with the instances' threads (`intraOpThreads`). */
+async function batchingLimits(spec: ModelSpec, options: LoadOptions, intraOpThreads: number): Promise<BatchingLimits> {
   const { maxBatchSize, maxBatchTokens } = options.batcher;
   if (!options.calibrateBatching) return { maxBatchSize, maxBatchTokens, calibrated: false };
   const sample = spec.tokenizer.encode(spec.formatter.render(SELF_CHECK_ITEMS[1] as ScoreItem), spec.truncationSide).ids;
   // A session of its own, released after: the sweep's largest batches would otherwise leave the
   // serving session's CPU memory arena sized for them (measured on the shipped models: 749 MB
   // RSS at startup against 207 MB uncalibrated), though the limits chosen are often far smaller.
-  const probe = await openRewardSession(join(spec.dir, 'model.onnx'), spec.padId, spec.paddingSide, options.session, cacheShapeHints(spec.files.config));
+  const probe = await openRewardSession(join(spec.dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, intraOpThreads }, cacheShapeHints(spec.files.config));
   try {
     const calibration = await calibrateBatching((rows) => probe.run(rows), sample, { maxBatchSize, maxBatchTokens, maxLength: spec.maxLength });
     return { maxBatchSize: calibration.maxBatchSize, maxBatchTokens: calibration.maxBatchTokens, calibrated: true, calibrationSeconds: calibration.seconds };

@@ -47,6 +47,10 @@ export interface ModelStatus {
     instances: number;
     /** ORT threads of the session that runs batches alone (--solo-threads); 0: none. */
     solo_threads: number;
+    /** ORT threads of each instance (--intra-op-threads); 0: ORT's default. */
+    intra_op_threads: number;
+    /** With --instances auto: what the rule chose and why (src/scoring/session-layout.ts). */
+    layout_rule?: string;
     metrics?: Record<string, unknown>;
   } | null;
   /** Complete versions on disk, oldest first. */
@@ -430,8 +434,10 @@ export class ModelRegistry {
               calibrated: model.batching.calibrated,
               ...(model.batching.calibrationSeconds === undefined ? {} : { calibration_seconds: Number(model.batching.calibrationSeconds.toFixed(3)) }),
             },
-            instances: model.instances,
-            solo_threads: model.soloThreads,
+            instances: model.layout.instances,
+            solo_threads: model.layout.soloThreads,
+            intra_op_threads: model.layout.intraOpThreads,
+            ...(model.layout.auto === undefined ? {} : { layout_rule: model.layout.auto }),
             ...(model.spec.manifest?.metrics ? { metrics: model.spec.manifest.metrics } : {}),
           }
         : null,
@@ -566,6 +572,7 @@ export class ModelRegistry {
     this.flipInfo(name, state, loaded.version);
     this.emit({ model: name, version: loaded.version, previous: previous?.version ?? null, source: options.source, at });
     this.log(`${loaded.id} serves (${options.source}, loaded in ${loaded.loadSeconds.toFixed(3)} s${previous ? `, replacing ${previous.version}` : ''})`);
+    if (loaded.layout.auto !== undefined) this.log(`${loaded.id}: --instances auto: ${loaded.layout.auto}`);
     if (previous !== undefined) {
       void previous.release().catch((err: Error) => this.log(`releasing ${previous.id} failed: ${err.message}`));
     }

@@ -34,6 +34,8 @@ export const ModelStatusSchema = Type.Object({
       }),
       instances: Type.Integer({ description: 'ONNX sessions of this version running batches side by side (--instances)' }),
       solo_threads: Type.Integer({ description: 'ORT threads of the session that runs batches that have the version to themselves (--solo-threads); 0: none' }),
+      intra_op_threads: Type.Integer({ description: "ORT threads of each instance (--intra-op-threads); 0: ORT's default, every core" }),
+      layout_rule: Type.Optional(Type.String({ description: 'with --instances auto: what the rule chose and why' })),
       metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
   ]),
