@@ -44,7 +44,7 @@ export const SERVE_OPTIONS = {
     docs: { default: 'a thread per version', see: '[docs/operations.md](docs/operations.md#threads)' },
   },
   // Triton's instance count. `auto`: on a 2-core CPU two single-threaded sessions and a solo
-  // session outrun one two-threaded session under load and match it alone; elsewhere one session
+  // session outrun one two-threaded session under load and match it on average alone; elsewhere one session
   // (src/scoring/session-layout.ts, docs/operations.md#threads).
   instances: {
     flags: '--instances <n>', env: 'RMSERVE_INSTANCES', default: 'auto' as number | 'auto', parse: instanceCount,

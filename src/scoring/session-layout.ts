@@ -1,11 +1,11 @@
 // How many ONNX sessions a version gets, and how many ORT threads each: `--instances auto`.
 //
 // Why a rule and not one default: on a 2-core CPU two one-thread instances plus a two-thread
-// session for lone batches (the "three-session layout") served more pairs/s than one two-thread
-// session at every loaded level of the serving bench on two different 2-core VMs, and the same
-// at concurrency 1 and 2, where every batch has the model to itself and so runs on the solo
-// session, which is the default session's shape (docs/benchmarks.md, "The three-session layout
-// as the default on 2-core CPUs"). It costs two more copies of the weights and two more threads.
+// session for lone batches (the "three-session layout") served up to 43% more pairs/s than one
+// two-thread session under load on two different 2-core VMs. At concurrency 1 and 2 every batch
+// has the model to itself and runs on the solo session, the single session's shape: level on
+// average there, with a wide spread (docs/benchmarks.md, "The three-session layout as the
+// default on 2-core CPUs"). It costs two more copies of the weights and two more threads.
 // Elsewhere it is unmeasured (more cores, a GPU, where one session already batches well), and a
 // large model's extra copies may not fit, so there the rule keeps one session.
 import { readdirSync, statSync } from 'node:fs';
