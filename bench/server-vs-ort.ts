@@ -6,7 +6,8 @@
 //      per model is the reference, because the best batch size differs by model and device
 //      (on this CPU small length-matched batches win, docs/benchmarks.md);
 //   2. rmserve as a real process (`src/cli.ts serve` on 127.0.0.1, log level warn, cache off,
-//      --max-wait-ms 0, batch limits calibrated at load as it ships);
+//      --max-wait-ms 0, batch limits calibrated at load and sessions chosen by --instances auto, as
+//      it ships);
 //   3. the per-request Node peer (bench/per-request-peer.ts): what a user would write instead.
 //
 // Load: an undici pool, single-item and 32-item POST /v1/score requests at concurrency 1, 2, 16,
