@@ -1,4 +1,5 @@
-// --ort-pool-nice: ORT's intra-op pool threads of each inference thread run at a lower priority
+// --ort-pool-nice: ORT's intra-op pool threads of each inference thread (and the inference threads
+// of several one-thread instances) run at a lower priority
 // than the rest of the process, so on a small CPU the event loop gets a core first. Checked on the
 // real process: every thread's nice value read back from the kernel (os.getPriority on a thread
 // id, Linux), after a service loads a real transformer model, with the pool sizes ORT is given.
@@ -47,6 +48,14 @@ describe('ORT pool threads at a lower priority', { skip: !existsSync('/proc/self
   test('two instances of two threads: one pool thread each, at the nice asked for', async () => {
     const { lowered } = await nicesWhileServing({ instances: 2, intraOpThreads: 2, ortPoolNice: 19 });
     assert.deepEqual(lowered, [19, 19]);
+  });
+
+  test('two one-thread instances and a solo session: each instance\'s inference thread and the solo session\'s pool thread lowered', async () => {
+    const narrow = { instances: 2, intraOpThreads: 1, soloThreads: 2 } as const;
+    assert.deepEqual((await nicesWhileServing({ ...narrow, ortPoolNice: 10 })).lowered, [10, 10, 10]);
+    assert.deepEqual((await nicesWhileServing({ ...narrow, ortPoolNice: 0 })).lowered, []);
+    // One one-thread instance runs alone beside the event loop: its thread keeps its priority.
+    assert.deepEqual((await nicesWhileServing({ instances: 1, intraOpThreads: 1, soloThreads: 2, ortPoolNice: 10 })).lowered, [10]);
   });
 
   test('one intra-op thread has no pool; nice 0 leaves the pool as ORT starts it', async () => {

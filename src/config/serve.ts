@@ -34,7 +34,7 @@ export const SERVE_OPTIONS = {
   // yields costs the run less than the wait costs the event loop (src/model/ort-pool-priority.ts).
   ortPoolNice: {
     flags: '--ort-pool-nice <n>', env: 'RMSERVE_ORT_POOL_NICE', default: 10, parse: niceValue,
-    help: "nice value (0-19) for ORT's intra-op pool threads on each inference thread (Linux), so the event loop gets a core first when both want one (0 = leave them at the process's)",
+    help: "nice value (0-19) for ORT's intra-op pool threads on each inference thread (Linux), and for the inference threads of several one-thread instances, so the event loop gets a core first when both want one (0 = leave them at the process's)",
     docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
   },
   // Own thread: onnxruntime-node runs a batch synchronously on the thread that calls it.

@@ -52,6 +52,21 @@ function runNanos(tid: number): number | undefined {
   }
 }
 
+/**
+ * Sets the calling thread's nice value (Linux; elsewhere nothing). For an inference thread that is
+ * its session's only ORT thread while other instances run beside it: then it is, like a pool
+ * thread, ORT work competing with the event loop that feeds every instance (session-worker.ts).
+ */
+export function lowerThisThread(nice: number): void {
+  const tid = nice > 0 ? currentThread() : undefined;
+  if (tid === undefined) return;
+  try {
+    setPriority(tid, nice);
+  } catch {
+    // Not permitted here: the thread keeps its priority.
+  }
+}
+
 /** Finds a session's pool threads as its first runs go by, and sets `nice` on each. */
 export class PoolPriority {
   private watched = 0;

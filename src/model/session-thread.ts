@@ -40,6 +40,8 @@ export interface SessionThreadData {
   hints: CacheShapeHints;
   /** Nice value for ORT's pool threads of this session (ort-pool-priority.ts); 0 leaves them. */
   poolNice: number;
+  /** Nice value for the inference thread itself, set once its session exists; 0 leaves it. */
+  threadNice: number;
 }
 
 /** Main thread → inference thread. Rows go flat (row i = ids[offsets[i] .. offsets[i+1])), transferred, not copied. */
@@ -111,8 +113,9 @@ export class ThreadedRewardSession implements RewardRunner {
     options: SessionOptions,
     hints: CacheShapeHints = {},
     poolNice = 0,
+    threadNice = 0,
   ): Promise<ThreadedRewardSession> {
-    const turn = creating.then(() => ThreadedRewardSession.start({ model, padId, paddingSide, options, hints, poolNice }));
+    const turn = creating.then(() => ThreadedRewardSession.start({ model, padId, paddingSide, options, hints, poolNice, threadNice }));
     creating = turn.catch(() => undefined);
     return turn;
   }
@@ -192,7 +195,12 @@ export class ThreadedRewardSession implements RewardRunner {
  * A serving session's options: ORT's, whether it gets a thread of its own (default yes), and the
  * nice value for ORT's pool threads on that thread (default 0: left as ORT starts them).
  */
-export type ServingSessionOptions = SessionOptions & { thread?: boolean; poolNice?: number };
+export type ServingSessionOptions = SessionOptions & {
+  thread?: boolean;
+  poolNice?: number;
+  /** Nice value of the inference thread (0: unchanged): for one-thread instances beside others. */
+  threadNice?: number;
+};
 
 /**
  * The session the server scores with: on its own thread unless `options.thread` is false (then on
@@ -205,8 +213,8 @@ export function openRewardSession(
   options: ServingSessionOptions,
   hints: CacheShapeHints = {},
 ): Promise<RewardRunner> {
-  const { thread = true, poolNice = 0, ...sessionOptions } = options;
+  const { thread = true, poolNice = 0, threadNice = 0, ...sessionOptions } = options;
   return thread
-    ? ThreadedRewardSession.create(model, padId, paddingSide, sessionOptions, hints, poolNice)
+    ? ThreadedRewardSession.create(model, padId, paddingSide, sessionOptions, hints, poolNice, threadNice)
     : RewardSession.create(model, padId, paddingSide, sessionOptions, hints);
 }

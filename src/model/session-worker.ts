@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ModelError } from './errors.js';
 import { RewardSession } from './onnx-session.js';
-import { PoolPriority } from './ort-pool-priority.js';
+import { lowerThisThread, PoolPriority } from './ort-pool-priority.js';
 import type { SessionThreadData, ThreadReply, ThreadRequest } from './session-thread.js';
 
 const port = parentPort;
@@ -29,6 +29,8 @@ try {
   const created = await PoolPriority.around(data.poolNice, () => RewardSession.create(data.model, data.padId, data.paddingSide, data.options, data.hints));
   session = created.value;
   poolPriority = created.priority;
+  // After the session exists: threads ORT starts inherit their creator's nice value.
+  lowerThisThread(data.threadNice);
   port.postMessage({ type: 'ready', inputNames: [...session.inputNames], outputType: session.outputType } satisfies ThreadReply);
 } catch (err) {
   port.postMessage({ type: 'failed', ...failure(err) } satisfies ThreadReply);

@@ -144,12 +144,17 @@ export class ModelVersion {
       device: options.session.device ?? 'cpu',
       inferenceThread: options.session.thread !== false,
     }, onnxBytes(dir));
-    const open = (threads: number): Promise<RewardRunner> =>
-      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, intraOpThreads: threads }, cacheShapeHints(spec.files.config));
+    // Several one-thread instances: each inference thread is its run's only ORT thread, and the
+    // instances together outnumber the cores beside the event loop that feeds them, so each is
+    // lowered as pool threads are (--ort-pool-nice; docs/benchmarks.md, "The narrow instances'
+    // inference threads at nice 10"). The solo session's thread, which runs alone, is not.
+    const narrow = layout.instances > 1 && layout.intraOpThreads === 1;
+    const open = (threads: number, threadNice = 0): Promise<RewardRunner> =>
+      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, intraOpThreads: threads, threadNice }, cacheShapeHints(spec.files.config));
     const sessions: RewardRunner[] = [];
     const { soloThreads } = layout;
     try {
-      for (let i = 0; i < layout.instances; i++) sessions.push(await open(layout.intraOpThreads));
+      for (let i = 0; i < layout.instances; i++) sessions.push(await open(layout.intraOpThreads, narrow ? (options.session.poolNice ?? 0) : 0));
       const instances = [...sessions];
       const solo = soloThreads > 0 ? await open(soloThreads) : undefined;
       if (solo !== undefined) sessions.push(solo);
