@@ -274,8 +274,10 @@ async function selfCheck(id: string, spec: ModelSpec, session: RewardRunner): Pr
   return k;
 }
 
-/** The configured limits, or (calibrateBatching) those the measured cost per row calls for. */
-/** Times batch sizes on a probe session with the instances' threads (`intraOpThreads`). */
+/**
+ * The configured limits, or (calibrateBatching) those the measured cost per row calls for, timed
+ * on a probe session with the instances' ORT threads (`intraOpThreads`).
+ */
 async function batchingLimits(spec: ModelSpec, options: LoadOptions, intraOpThreads: number): Promise<BatchingLimits> {
   const { maxBatchSize, maxBatchTokens } = options.batcher;
   if (!options.calibrateBatching) return { maxBatchSize, maxBatchTokens, calibrated: false };
