@@ -20,7 +20,7 @@
 //   npm run bench -- --quick                # 250 items, c = 1, 2, 16, 64, one sweep pass (~3 min), no waiting
 //   npm run bench -- [--items 1000] [--models bench,harmless] [--concurrency 1,2,16,64,256]
 //                    [--request-sizes 1,32] [--batch-sizes 1,2,4,8,16,32,64] [--wait-load 1.5]
-//                    [--wait-minutes 20] [--rounds 2] [--peer-spinning on|off] [--rmserve-commit HEAD]
+//                    [--wait-minutes 20] [--rounds 2] [--warmup 4000] [--peer-spinning on|off] [--rmserve-commit HEAD]
 //                    [--out bench/results/serving] [--no-cache-check] [--compare '<commit> [serve flags]' …]
 //                    [-- <extra serve flags>]
 //
@@ -57,6 +57,10 @@ const { values: args, positionals: extraServeFlags } = parseArgs({
     'wait-load': { type: 'string' },
     'wait-minutes': { type: 'string', default: '20' },
     rounds: { type: 'string' },
+    // Single-item requests each server answers before the first level (half at c = 1, half at
+    // c = 16, then 512 items as 32-item requests); the first 1,000 at c = 1 are reported as its
+    // cold start.
+    warmup: { type: 'string' },
     // The peer runs ORT as a user gets it (its threads spin between runs); `off` as rmserve does.
     'peer-spinning': { type: 'string', default: 'on' },
     out: { type: 'string', default: join(REPO_ROOT, 'bench', 'results', 'serving') },
@@ -79,11 +83,18 @@ const MAX_LENGTH = Number(args['max-length']);
 // pass can lose a configuration to another process's burst (seen: batch 1 at 310 and 634 pairs/s
 // in consecutive runs under load 8).
 const ROUNDS = Number(args.rounds ?? (QUICK ? 1 : 2));
+// Both servers are JIT-compiled JavaScript around the same ORT, and both speed up over their first
+// few thousand requests. Ad hoc, harmless/1, c = 1, the same 1,000 items five times after 200
+// others: rmserve's first pass ran at 0.74-0.78 of its speed in passes 4-6, the peer's at
+// 0.81-0.89 (docs/benchmarks.md, "Warm-up"). A long-running server is what is measured, so each
+// is warmed first, the same way; its cold start is reported beside the levels.
+const WARMUP = Number(args.warmup ?? (QUICK ? 1000 : 4000));
+const COLD_REQUESTS = Math.min(1000, Math.floor(WARMUP / 2));
 // A quick run is for trying changes, not for the record: it does not wait for a quiet machine.
 const WAIT_LOAD = Number(args['wait-load'] ?? (QUICK ? 0 : 1.5));
 const WAIT_MINUTES = Number(args['wait-minutes']);
 const MODELS = args.models.split(',').map((m) => m.trim());
-for (const [name, v] of Object.entries({ N_ITEMS, MAX_LENGTH, WAIT_MINUTES, ROUNDS })) if (!(v > 0)) throw new Error(`${name} must be positive`);
+for (const [name, v] of Object.entries({ N_ITEMS, MAX_LENGTH, WAIT_MINUTES, ROUNDS, WARMUP })) if (!(v > 0)) throw new Error(`${name} must be positive`);
 for (const v of [...CONCURRENCY, ...REQUEST_SIZES, ...BATCH_SIZES]) if (!(Number.isInteger(v) && v > 0)) throw new Error(`bad list value ${v}`);
 for (const m of MODELS) if (m !== 'bench' && m !== 'harmless') throw new Error(`--models takes bench and/or harmless, not ${m}`);
 
@@ -543,6 +554,8 @@ interface ModelResult {
   /** Each --compare build's limits: calibration is timed per server start, so they can differ. */
   variantBatching: (Batching | undefined)[];
   rows: ServingRow[];
+  /** Each server's first COLD_REQUESTS single-item requests at c = 1 after it started: rmserve, peer, variants. */
+  coldStart: { server: string; pairsPerSecond: number; p50: number }[];
   rmserveHwmMb: number;
   peerHwmMb: number;
   agreement: number;
@@ -570,6 +583,7 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
   for (const v of variants) variantBatching.push(await batchingOf(v));
   log(`  rmserve batch limits: ${JSON.stringify(batching)}`);
   const rows: ServingRow[] = [];
+  const coldStart: ModelResult['coldStart'] = [];
   let agreement = NaN;
   let rmserveHwmMb = 0;
   let peerHwmMb = 0;
@@ -582,9 +596,15 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
     const b = ((await post(peer)) as { rewards: number[] }).rewards;
     agreement = Math.max(...a.map((x, i) => Math.abs(x - (b[i] as number))));
     log(`  rmserve and the peer agree to ${agreement.toExponential(2)} on 16 items`);
+    // The same warm-up for every server, on the bench's own items (later levels reuse them too).
+    const warmItems = (n: number, from = 0): Item[] => Array.from({ length: n }, (_, i) => items[(from + i) % items.length] as Item);
+    const half = Math.floor(WARMUP / 2);
     for (const s of [rmserve, peer, ...variants]) {
-      await runLevel(s, requestsOf(items.slice(0, 64), 1, 8), 8, `${s.name} warm-up`);
-      await runLevel(s, requestsOf(items.slice(0, 128), 32, 4), 4, `${s.name} warm-up, 32-item`);
+      const cold = await runLevel(s, requestsOf(warmItems(COLD_REQUESTS), 1, 1), 1, `${s.name} cold start, c=1`);
+      coldStart.push({ server: s.name, pairsPerSecond: cold.pairsPerSecond, p50: cold.p50 });
+      if (half > COLD_REQUESTS) await runLevel(s, requestsOf(warmItems(half - COLD_REQUESTS, COLD_REQUESTS), 1, 1), 1, `${s.name} warm-up, c=1`);
+      await runLevel(s, requestsOf(warmItems(WARMUP - half, half), 1, 16), 16, `${s.name} warm-up, c=16`);
+      await runLevel(s, requestsOf(warmItems(512), 32, 4), 4, `${s.name} warm-up, 32-item`);
     }
     // The servers take turns going first: in fixed order the one measured last at a level came out
     // ahead at c = 1 whichever build it was (docs/benchmarks.md, ORT's thread pinning).
@@ -610,7 +630,7 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
     peerHwmMb = await stopServer(peer);
     for (const server of variants) await stopServer(server);
   }
-  const result: ModelResult = { model: name, label, loadAtStart, direct, batching, variantBatching, rows, rmserveHwmMb, peerHwmMb, agreement };
+  const result: ModelResult = { model: name, label, loadAtStart, direct, batching, variantBatching, rows, coldStart, rmserveHwmMb, peerHwmMb, agreement };
   if (args['no-cache-check'] !== true) {
     log(`${label}: cache hits (rmserve with its cache on) ...`);
     result.cache = await cacheCheck(root, items);
@@ -670,6 +690,10 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
     }
     const retried = m.rows.flatMap((r) => [['rmserve', r.rmserve] as const, ['peer', r.peer] as const].filter(([, l]) => l.transportErrors > 0).map(([who, l]) => `${who} ${r.size}-item c=${r.concurrency}: ${l.transportErrors}`));
     if (retried.length > 0) out.push('', `Requests retried after a reset connection: ${retried.join('; ')}.`);
+    if (m.coldStart.length > 0) {
+      out.push('', `Before the levels each server answered ${WARMUP} single-item requests (half at c = 1, half at c = 16) and 512 items as 32-item requests. ` +
+        `Its first ${COLD_REQUESTS} (c = 1, right after start), pairs/s (p50 ms): ${m.coldStart.map((c) => `${c.server} ${f(c.pairsPerSecond)} (${f(c.p50)})`).join('; ')}.`);
+    }
     out.push('', `Peak RSS over the whole run (VmHWM): rmserve ${f(m.rmserveHwmMb, 0)} MB, peer ${f(m.peerHwmMb, 0)} MB. Bold ratio: rmserve below the peer. ` +
       `Others’ CPU: CPU seconds other processes on the machine used during that level (two cores give 2 s per second); well above 0, the level was disturbed.`);
     if (m.cache !== undefined) {
