@@ -16,7 +16,7 @@
 // weights: speed does not depend on their values) with the GPT-2 tokenizer, and the shipped
 // models/harmless/1. Then cache hits on a second rmserve with the cache on.
 //
-//   npm run bench -- --rmserve-commit HEAD  # full run: ~10 min on 2 cores, after waiting for load < 1.5
+//   npm run bench -- --rmserve-commit HEAD  # full run: ~12 min on 2 cores, after waiting for load < 1.5
 //   npm run bench -- --quick                # 250 items, c = 1, 2, 16, 64, one sweep pass (~3 min), no waiting
 //   npm run bench -- [--items 1000] [--models bench,harmless] [--concurrency 1,2,16,64,256]
 //                    [--request-sizes 1,32] [--batch-sizes 1,2,4,8,16,32,64] [--wait-load 1.5]
