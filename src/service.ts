@@ -76,7 +76,6 @@ export async function createService(
     calibrateBatching: config.calibrateBatching,
     instances: config.instances,
     soloThreads: config.soloThreads,
-    soloMainThread: config.soloMainThread,
   }, { pins: config.pins, log: options.log });
   await registry.loadAll(options.log);
   const scorer = new Scorer(

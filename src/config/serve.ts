@@ -57,13 +57,6 @@ export const SERVE_OPTIONS = {
     help: 'one more session with this many ORT threads, for batches that have the model to themselves (nothing else queued or running); with --instances N --intra-op-threads 1, keeps a lone request fast (0 = none)',
     docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
   },
-  // Measured against the default in docs/benchmarks.md ("The solo session on the main thread"):
-  // a lone batch then skips the hand-off to a thread and back, as a per-request server does.
-  soloMainThread: {
-    flags: '--solo-main-thread', env: 'RMSERVE_SOLO_MAIN_THREAD', default: false,
-    help: 'open the solo session (--solo-threads, or the one --instances auto adds) on the main thread: a batch that has the model to itself skips the hand-off to an inference thread, and the event loop waits out its run',
-    docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
-  },
   maxBatchSize: { flags: '--max-batch-size <n>', env: 'RMSERVE_MAX_BATCH_SIZE', help: 'most rows per ONNX run', default: 64, parse: nonNegativeInt },
   maxBatchTokens: {
     flags: '--max-batch-tokens <n>', env: 'RMSERVE_MAX_BATCH_TOKENS', help: 'most padded tokens per ONNX run', default: 32768, parse: nonNegativeInt,

@@ -30,8 +30,6 @@ export interface LoadOptions {
    * every core.
    */
   soloThreads?: number;
-  /** Open the solo session on the main thread (--solo-main-thread): a lone batch skips the hand-off. */
-  soloMainThread?: boolean;
 }
 
 /** The batch limits a version runs with, and whether they were measured. */
@@ -151,14 +149,14 @@ export class ModelVersion {
     // lowered as pool threads are (--ort-pool-nice; docs/benchmarks.md, "The narrow instances'
     // inference threads at nice 10"). The solo session's thread, which runs alone, is not.
     const narrow = layout.instances > 1 && layout.intraOpThreads === 1;
-    const open = (threads: number, threadNice = 0, thread = options.session.thread): Promise<RewardRunner> =>
-      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, intraOpThreads: threads, threadNice, thread }, cacheShapeHints(spec.files.config));
+    const open = (threads: number, threadNice = 0): Promise<RewardRunner> =>
+      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, intraOpThreads: threads, threadNice }, cacheShapeHints(spec.files.config));
     const sessions: RewardRunner[] = [];
     const { soloThreads } = layout;
     try {
       for (let i = 0; i < layout.instances; i++) sessions.push(await open(layout.intraOpThreads, narrow ? (options.session.poolNice ?? 0) : 0));
       const instances = [...sessions];
-      const solo = soloThreads > 0 ? await open(soloThreads, 0, options.soloMainThread === true ? false : options.session.thread) : undefined;
+      const solo = soloThreads > 0 ? await open(soloThreads) : undefined;
       if (solo !== undefined) sessions.push(solo);
       // Every instance is checked: each is its own session, warmed on both shapes.
       let k = 0;
