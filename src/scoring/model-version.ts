@@ -149,17 +149,14 @@ export class ModelVersion {
     // lowered as pool threads are (--ort-pool-nice; docs/benchmarks.md, "The narrow instances'
     // inference threads at nice 10"). The solo session's thread, which runs alone, is not.
     const narrow = layout.instances > 1 && layout.intraOpThreads === 1;
-    const open = (threads: number, threadNice = 0, poolNice = options.session.poolNice): Promise<RewardRunner> =>
-      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, intraOpThreads: threads, threadNice, poolNice }, cacheShapeHints(spec.files.config));
+    const open = (threads: number, threadNice = 0): Promise<RewardRunner> =>
+      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, intraOpThreads: threads, threadNice }, cacheShapeHints(spec.files.config));
     const sessions: RewardRunner[] = [];
     const { soloThreads } = layout;
     try {
       for (let i = 0; i < layout.instances; i++) sessions.push(await open(layout.intraOpThreads, narrow ? (options.session.poolNice ?? 0) : 0));
       const instances = [...sessions];
-      // The solo session's pool threads stay at the process's nice value: its batches run with
-      // nothing else in the model, and lowered they lost 15% at c = 1 (docs/benchmarks.md, "The
-      // solo session's pool thread at nice 0").
-      const solo = soloThreads > 0 ? await open(soloThreads, 0, 0) : undefined;
+      const solo = soloThreads > 0 ? await open(soloThreads) : undefined;
       if (solo !== undefined) sessions.push(solo);
       // Every instance is checked: each is its own session, warmed on both shapes.
       let k = 0;
