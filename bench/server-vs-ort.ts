@@ -24,6 +24,10 @@
 //                    [--out bench/results/serving] [--no-cache-check] [--compare '<commit> [serve flags]' …]
 //                    [-- <extra serve flags>]
 //
+// After the levels, --c1-starts N starts every server (rmserve, the peer, the --compare builds)
+// afresh N more times and measures single items at c = 1 again: one start's c = 1 speed differs
+// from the next one's by up to ~25%, so c = 1 is read as the median over all starts.
+//
 // The load generator shares the machine's cores with the server under test, as in issue 12.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -569,7 +573,7 @@ interface ModelResult {
   /** Each server's first COLD_REQUESTS single-item requests at c = 1 after it started: rmserve, peer, variants. */
   coldStart: { server: string; pairsPerSecond: number; p50: number }[];
   /** Single items at c = 1 on fresh starts (--c1-starts), pairs/s of each server per start. */
-  c1Starts: { rmserve: number; peer: number }[];
+  c1Starts: { rmserve: number; peer: number; /** the --compare builds, in order */ variants: number[] }[];
   rmserveHwmMb: number;
   peerHwmMb: number;
   agreement: number;
@@ -651,18 +655,28 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
       const [rp, pp] = [await freePort(), await freePort()];
       const r = await startServer('rmserve', rmserveArgv(root, rp, 0), rp, '/ready', RMSERVE_ROOT);
       const p = await startServer('peer', ['bench/per-request-peer.ts', '--model', dir, '--port', String(pp), '--ort-spinning', args['peer-spinning']], pp, '/health');
+      // The --compare builds start afresh too: a build's c = 1 figure from one start is not a
+      // reading of the build (docs/benchmarks.md, "Warm-up").
+      const vs: Server[] = [];
       try {
-        // Half the levels' warm-up, at c = 1 only; who goes first alternates.
-        const order = k % 2 === 0 ? [r, p] : [p, r];
+        for (const v of VARIANTS) {
+          const port = await freePort();
+          vs.push(await startServer(v.label, rmserveArgv(root, port, 0, [...v.flags, ...extraServeFlags]), port, '/ready', v.root));
+        }
+        // Half the levels' warm-up, at c = 1 only; who goes first rotates from start to start.
+        const all = [r, p, ...vs];
+        const order = all.map((_, i) => all[(i + k) % all.length] as Server);
         const warm = requestsOf(Array.from({ length: Math.floor(WARMUP / 2) }, (_, i) => items[i % items.length] as Item), 1, 1);
         for (const s of order) await runLevel(s, warm, 1, `${s.name} start ${k + 2}, warm-up, c=1`);
         const pps = new Map<Server, number>();
         for (const s of order) pps.set(s, (await runLevel(s, requestsOf(items, 1, 1), 1, `${s.name} start ${k + 2}, 1-item requests, c=1`)).pairsPerSecond);
-        c1Starts.push({ rmserve: pps.get(r) as number, peer: pps.get(p) as number });
-        log(`  → rmserve / peer ${((pps.get(r) as number) / (pps.get(p) as number)).toFixed(2)}`);
+        const peerPps = pps.get(p) as number;
+        c1Starts.push({ rmserve: pps.get(r) as number, peer: peerPps, variants: vs.map((v) => pps.get(v) as number) });
+        log(`  → rmserve / peer ${((pps.get(r) as number) / peerPps).toFixed(2)}` + vs.map((v) => `, ${v.name} / peer ${((pps.get(v) as number) / peerPps).toFixed(2)}`).join(''));
       } finally {
         await stopServer(r);
         await stopServer(p);
+        for (const v of vs) await stopServer(v);
       }
     }
   }
@@ -727,8 +741,19 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
     const retried = m.rows.flatMap((r) => [['rmserve', r.rmserve] as const, ['peer', r.peer] as const].filter(([, l]) => l.transportErrors > 0).map(([who, l]) => `${who} ${r.size}-item c=${r.concurrency}: ${l.transportErrors}`));
     if (retried.length > 0) out.push('', `Requests retried after a reset connection: ${retried.join('; ')}.`);
     if (m.c1Starts.length > 0) {
-      out.push('', `Single items at c = 1 on ${m.c1Starts.length} more starts of both servers (each warmed with ${Math.floor(WARMUP / 2)} c = 1 requests), pairs/s rmserve / peer: ` +
+      out.push('', `Single items at c = 1 on ${m.c1Starts.length} more starts of ${VARIANTS.length > 0 ? 'every server' : 'both servers'} (each warmed with ${Math.floor(WARMUP / 2)} c = 1 requests), pairs/s rmserve / peer: ` +
         `${m.c1Starts.map((x) => `${f(x.rmserve)} / ${f(x.peer)} (${f(x.rmserve / x.peer, 2)})`).join('; ')}.`);
+      // Each --compare build's c = 1 over the same starts, with the level's reading first: the
+      // median ratio is what a before/after at c = 1 can be read from.
+      const c1Level = m.rows.find((r) => r.size === 1 && r.concurrency === 1);
+      VARIANTS.forEach((v, i) => {
+        const ratios = [
+          ...(c1Level === undefined ? [] : [(c1Level.variants[i] as Level).pairsPerSecond / c1Level.peer.pairsPerSecond]),
+          ...m.c1Starts.map((x) => (x.variants[i] as number) / x.peer),
+        ];
+        out.push(`${v.label} on the same starts, pairs/s (/ peer): ${m.c1Starts.map((x) => `${f(x.variants[i] as number)} (${f((x.variants[i] as number) / x.peer, 2)})`).join('; ')}; ` +
+          `median / peer over ${ratios.length} starts ${f(median(ratios), 2)} (this rmserve: ${f(median([...(c1Level === undefined ? [] : [c1Level.rmserve.pairsPerSecond / c1Level.peer.pairsPerSecond]), ...m.c1Starts.map((x) => x.rmserve / x.peer)]), 2)}).`);
+      });
     }
     if (m.coldStart.length > 0) {
       out.push('', `Before the levels each server answered ${WARMUP} single-item requests (half at c = 1, half at c = 16) and 512 items as 32-item requests. ` +
