@@ -580,15 +580,10 @@ interface ModelResult {
   cache?: CacheCheck;
 }
 
-async function benchModel(name: string, tmp: string, items: Item[]): Promise<ModelResult> {
-  const { root, dir, label } = modelRoot(name, tmp);
-  const loadAtStart = loadavg();
-  log(`${label}: the limit (direct onnxruntime-node, no HTTP) ...`);
-  const direct = await directSweep(dir, items);
-
+/** rmserve, the per-request peer and the --compare builds, each started afresh on a free port. */
+async function startServers(root: string, dir: string): Promise<{ rmserve: Server; peer: Server; variants: Server[] }> {
   const rmPort = await freePort();
   const peerPort = await freePort();
-  log(`${label}: starting rmserve and the per-request peer ...`);
   const rmserve = await startServer('rmserve', rmserveArgv(root, rmPort, 0), rmPort, '/ready', RMSERVE_ROOT);
   const peer = await startServer('peer', ['bench/per-request-peer.ts', '--model', dir, '--port', String(peerPort), '--ort-spinning', args['peer-spinning']], peerPort, '/health');
   const variants: Server[] = [];
@@ -596,6 +591,17 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
     const port = await freePort();
     variants.push(await startServer(v.label, rmserveArgv(root, port, 0, [...v.flags, ...extraServeFlags]), port, '/ready', v.root));
   }
+  return { rmserve, peer, variants };
+}
+
+async function benchModel(name: string, tmp: string, items: Item[]): Promise<ModelResult> {
+  const { root, dir, label } = modelRoot(name, tmp);
+  const loadAtStart = loadavg();
+  log(`${label}: the limit (direct onnxruntime-node, no HTTP) ...`);
+  const direct = await directSweep(dir, items);
+
+  log(`${label}: starting rmserve and the per-request peer ...`);
+  const { rmserve, peer, variants } = await startServers(root, dir);
   const batching = await batchingOf(rmserve);
   const variantBatching: (Batching | undefined)[] = [];
   for (const v of variants) variantBatching.push(await batchingOf(v));
@@ -652,17 +658,10 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
   if (CONCURRENCY.includes(1) && REQUEST_SIZES.includes(1)) {
     for (let k = 0; k < C1_STARTS; k++) {
       log(`${label}: single items at c = 1 on fresh starts (${k + 1}/${C1_STARTS}) ...`);
-      const [rp, pp] = [await freePort(), await freePort()];
-      const r = await startServer('rmserve', rmserveArgv(root, rp, 0), rp, '/ready', RMSERVE_ROOT);
-      const p = await startServer('peer', ['bench/per-request-peer.ts', '--model', dir, '--port', String(pp), '--ort-spinning', args['peer-spinning']], pp, '/health');
       // The --compare builds start afresh too: a build's c = 1 figure from one start is not a
       // reading of the build (docs/benchmarks.md, "Warm-up").
-      const vs: Server[] = [];
+      const { rmserve: r, peer: p, variants: vs } = await startServers(root, dir);
       try {
-        for (const v of VARIANTS) {
-          const port = await freePort();
-          vs.push(await startServer(v.label, rmserveArgv(root, port, 0, [...v.flags, ...extraServeFlags]), port, '/ready', v.root));
-        }
         // Half the levels' warm-up, at c = 1 only; who goes first rotates from start to start.
         const all = [r, p, ...vs];
         const order = all.map((_, i) => all[(i + k) % all.length] as Server);
@@ -686,6 +685,16 @@ async function benchModel(name: string, tmp: string, items: Item[]): Promise<Mod
     result.cache = await cacheCheck(root, items);
   }
   return result;
+}
+
+/**
+ * A server's single-item c = 1 pairs/s over the peer's, at the level and then on every fresh
+ * start (--c1-starts); empty when the run had no such level.
+ */
+function c1RatiosOf(m: ModelResult, atLevel: (row: ServingRow) => Level, onStart: (start: ModelResult['c1Starts'][number]) => number): number[] {
+  const row = m.rows.find((r) => r.size === 1 && r.concurrency === 1);
+  if (row === undefined) return [];
+  return [atLevel(row).pairsPerSecond / row.peer.pairsPerSecond, ...m.c1Starts.map((x) => onStart(x) / x.peer)];
 }
 
 function markdown(results: ModelResult[], meta: Record<string, string>): string {
@@ -743,16 +752,12 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
     if (m.c1Starts.length > 0) {
       out.push('', `Single items at c = 1 on ${m.c1Starts.length} more starts of ${VARIANTS.length > 0 ? 'every server' : 'both servers'} (each warmed with ${Math.floor(WARMUP / 2)} c = 1 requests), pairs/s rmserve / peer: ` +
         `${m.c1Starts.map((x) => `${f(x.rmserve)} / ${f(x.peer)} (${f(x.rmserve / x.peer, 2)})`).join('; ')}.`);
-      // Each --compare build's c = 1 over the same starts, with the level's reading first: the
-      // median ratio is what a before/after at c = 1 can be read from.
-      const c1Level = m.rows.find((r) => r.size === 1 && r.concurrency === 1);
+      // Each --compare build's c = 1 over the same starts: the median ratio is what a
+      // before/after at c = 1 can be read from.
       VARIANTS.forEach((v, i) => {
-        const ratios = [
-          ...(c1Level === undefined ? [] : [(c1Level.variants[i] as Level).pairsPerSecond / c1Level.peer.pairsPerSecond]),
-          ...m.c1Starts.map((x) => (x.variants[i] as number) / x.peer),
-        ];
+        const ratios = c1RatiosOf(m, (l) => l.variants[i] as Level, (x) => x.variants[i] as number);
         out.push(`${v.label} on the same starts, pairs/s (/ peer): ${m.c1Starts.map((x) => `${f(x.variants[i] as number)} (${f((x.variants[i] as number) / x.peer, 2)})`).join('; ')}; ` +
-          `median / peer over ${ratios.length} starts ${f(median(ratios), 2)} (this rmserve: ${f(median([...(c1Level === undefined ? [] : [c1Level.rmserve.pairsPerSecond / c1Level.peer.pairsPerSecond]), ...m.c1Starts.map((x) => x.rmserve / x.peer)]), 2)}).`);
+          `median / peer over ${ratios.length} starts ${f(median(ratios), 2)} (this rmserve: ${f(median(c1RatiosOf(m, (l) => l.rmserve, (x) => x.rmserve)), 2)}).`);
       });
     }
     if (m.coldStart.length > 0) {
@@ -774,8 +779,7 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
     out.push(`- rmserve ≥ the per-request peer at every level: ${misses.length === 0 ? 'met' : `missed at ${misses.join(', ')}`}`);
     const c1 = at(1);
     const c64 = at(64);
-    const c1Ratios = c1 === undefined ? [] : [c1, ...m.c1Starts.map((x) => ({ rmserve: { pairsPerSecond: x.rmserve }, peer: { pairsPerSecond: x.peer } }))]
-      .map((x) => x.rmserve.pairsPerSecond / x.peer.pairsPerSecond);
+    const c1Ratios = c1 === undefined ? [] : c1RatiosOf(m, (l) => l.rmserve, (x) => x.rmserve);
     const c1Median = median(c1Ratios);
     out.push(`- single items, c = 1: rmserve ≥ 1.0× peer: ${check(c1 && c1Median >= 1)}${c1 ? ` (${c1Ratios.length > 1 ? `median of ${c1Ratios.length} starts ${f(c1Median, 2)}: ${c1Ratios.map((x) => f(x, 2)).join(', ')}` : f(c1Median, 2)})` : ''}`);
     out.push(`- single items, c = 64: rmserve ≥ 1.2× peer: ${check(c64 && c64.rmserve.pairsPerSecond >= 1.2 * c64.peer.pairsPerSecond)}${c64 ? ` (${f(c64.rmserve.pairsPerSecond / c64.peer.pairsPerSecond, 2)})` : ''}; ` +
