@@ -17,6 +17,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatMessage, ScoreItem } from '../../model/format.js';
+import type { TruncationSide } from '../../model/tokenize.js';
 import type { ModelVersion } from '../../scoring/model-version.js';
 import type { ScoredItem, ScoreResult, Scorer } from '../../scoring/scorer.js';
 import { clientAbortSignal } from '../abort.js';
@@ -354,6 +355,17 @@ interface Scored {
   result: ScoreResult;
 }
 
+interface ScoreForOptions {
+  model: string | null | undefined;
+  items: ScoreItem[];
+  what: string;
+  addSpecialTokens?: boolean | null;
+  /** Refuses a model the route cannot answer with (before any scoring). */
+  check?: (model: ModelVersion) => void;
+  truncation: (model: ModelVersion) => TruncationChoice;
+  tooLongHint: string;
+}
+
 /**
  * Resolves the one model, checks the item count and special tokens, scores, and refuses inputs
  * that were cut without the client's leave. `addSpecialTokens` is the request's explicit value.
@@ -362,16 +374,7 @@ async function scoreFor(
   ctx: PeerContext,
   request: FastifyRequest,
   reply: FastifyReply,
-  options: {
-    model: string | null | undefined;
-    items: ScoreItem[];
-    what: string;
-    addSpecialTokens?: boolean | null;
-    /** Refuses a model the route cannot answer with (before any scoring). */
-    check?: (model: ModelVersion) => void;
-    truncation: (model: ModelVersion) => TruncationChoice;
-    tooLongHint: string;
-  },
+  options: ScoreForOptions,
 ): Promise<Scored> {
   const { model, name } = oneModel(ctx.scorer, options.model);
   options.check?.(model);
@@ -393,6 +396,24 @@ async function scoreFor(
 }
 
 const VLLM_TOO_LONG = 'set `truncate_prompt_tokens: -1` to truncate it to the model\'s max length';
+
+type VllmLimitFields = { truncate_prompt_tokens?: number | null; truncation_side?: TruncationSide | null };
+
+/** scoreFor's truncation and too-long hint from vLLM's `truncate_prompt_tokens` and `truncation_side`. */
+function vllmLimits(body: VllmLimitFields): Pick<ScoreForOptions, 'truncation' | 'tooLongHint'> {
+  return { truncation: (m) => vllmTruncation(m, body.truncate_prompt_tokens, body.truncation_side), tooLongHint: VLLM_TOO_LONG };
+}
+
+/** scoreFor over vLLM's `input` or `messages` (the /classify, /pooling and embeddings routes). */
+function scoreVllmInputs(
+  ctx: PeerContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  body: VllmLimitFields & { model?: string | null; input?: Static<typeof VllmInput>; messages?: ChatMessage[]; add_special_tokens?: boolean | null },
+): Promise<Scored> {
+  const inputs = vllmInputs(body);
+  return scoreFor(ctx, request, reply, { model: body.model, items: inputs.items, what: inputs.what, addSpecialTokens: body.add_special_tokens, ...vllmLimits(body) });
+}
 
 /** The activation a classifier applies: `use_activation` (default `byDefault`) and classification_type. */
 function classifierActivation(body: VllmClassifyBody | PoolingBody | ScoreBody, labels: number, byDefault: boolean): Activation {
@@ -423,15 +444,7 @@ function requireOneObjective(model: ModelVersion, route: string): void {
 export async function vllmClassify(ctx: PeerContext, request: FastifyRequest, reply: FastifyReply): Promise<Static<typeof ClassifyReply>> {
   const body = request.body as VllmClassifyBody;
   checkFields(body, "vLLM's /classify", CLASSIFY_RULES);
-  const inputs = vllmInputs(body);
-  const { model, name, result } = await scoreFor(ctx, request, reply, {
-    model: body.model,
-    items: inputs.items,
-    what: inputs.what,
-    addSpecialTokens: body.add_special_tokens,
-    truncation: (m) => vllmTruncation(m, body.truncate_prompt_tokens, body.truncation_side),
-    tooLongHint: VLLM_TOO_LONG,
-  });
+  const { model, name, result } = await scoreVllmInputs(ctx, request, reply, body);
   const labels = labelsOf(model);
   const activation = classifierActivation(body, labels.length, true);
   return {
@@ -451,15 +464,7 @@ export async function vllmClassify(ctx: PeerContext, request: FastifyRequest, re
 export async function vllmPooling(ctx: PeerContext, request: FastifyRequest, reply: FastifyReply): Promise<Static<typeof PoolingReply>> {
   const body = request.body as PoolingBody;
   checkFields(body, "vLLM's /pooling", POOLING_RULES);
-  const inputs = vllmInputs(body);
-  const { model, name, result } = await scoreFor(ctx, request, reply, {
-    model: body.model,
-    items: inputs.items,
-    what: inputs.what,
-    addSpecialTokens: body.add_special_tokens,
-    truncation: (m) => vllmTruncation(m, body.truncate_prompt_tokens, body.truncation_side),
-    tooLongHint: VLLM_TOO_LONG,
-  });
+  const { model, name, result } = await scoreVllmInputs(ctx, request, reply, body);
   // The reward task returns the head's outputs as they are; classify applies the classifier's activation.
   const activation = classifierActivation(body, model.objectives.length, body.task === 'classify');
   return {
@@ -487,8 +492,7 @@ export async function vllmScore(ctx: PeerContext, request: FastifyRequest, reply
     items,
     what: 'pair',
     check: (m) => requireOneObjective(m, '/score'),
-    truncation: (m) => vllmTruncation(m, body.truncate_prompt_tokens, body.truncation_side),
-    tooLongHint: VLLM_TOO_LONG,
+    ...vllmLimits(body),
   });
   const activation = classifierActivation(body, model.objectives.length, true);
   return {
@@ -509,8 +513,7 @@ export async function vllmRerank(ctx: PeerContext, request: FastifyRequest, repl
     items: body.documents.map((document) => ({ prompt: body.query, response: document })),
     what: 'document',
     check: (m) => requireOneObjective(m, '/rerank'),
-    truncation: (m) => vllmTruncation(m, body.truncate_prompt_tokens, body.truncation_side),
-    tooLongHint: VLLM_TOO_LONG,
+    ...vllmLimits(body),
   });
   const activation: Activation = (useActivation(body) ?? true) ? defaultActivation(model.objectives.length) : 'none';
   const results = result.items
@@ -530,15 +533,7 @@ export async function vllmRerank(ctx: PeerContext, request: FastifyRequest, repl
 export async function embeddings(ctx: PeerContext, request: FastifyRequest, reply: FastifyReply): Promise<Static<typeof EmbeddingsReply>> {
   const body = request.body as EmbeddingsBody;
   checkFields(body, 'the OpenAI embeddings API (SGLang, vLLM)', EMBEDDINGS_RULES);
-  const inputs = vllmInputs(body);
-  const { name, result } = await scoreFor(ctx, request, reply, {
-    model: body.model,
-    items: inputs.items,
-    what: inputs.what,
-    addSpecialTokens: body.add_special_tokens,
-    truncation: (m) => vllmTruncation(m, body.truncate_prompt_tokens, body.truncation_side),
-    tooLongHint: VLLM_TOO_LONG,
-  });
+  const { name, result } = await scoreVllmInputs(ctx, request, reply, body);
   const rid = typeof body.rid === 'string' ? body.rid : undefined;
   return {
     id: `embd-${requestId(body.request_id ?? rid)}`,
