@@ -1,10 +1,11 @@
 // The Qwen2 block (transformers' Qwen2DecoderLayer): the Llama block (llama.ts) with biases on
-// Its forward repeats llama.ts's first attention lines on purpose (duplicates lists them): each
-// architecture reads whole in its own file, as transformers' modeling files do, rather than
-// through a shared block with switches.
 // the q, k and v projections, always, and none on o or the MLP. Qwen2's sliding-window attention
 // is off in its released configs (use_sliding_window false); the loader refuses a window shorter
 // than --max-length rather than attend past it.
+//
+// Its forward repeats llama.ts's first attention lines on purpose (duplicates lists them): each
+// architecture reads whole in its own file, as transformers' modeling files do, rather than
+// through a shared block with switches.
 //
 //   x += o(attn(rope(q(n₁) + b_q), rope(k(n₁) + b_k), v(n₁) + b_v)),  n₁ = RMSNorm₁(x)
 //   x += down(silu(gate(n₂)) ⊙ up(n₂)),                               n₂ = RMSNorm₂(x)

@@ -1,11 +1,12 @@
 // The Qwen3 block (transformers' Qwen3DecoderLayer): the Llama block (llama.ts) with an RMSNorm
-// Its forward repeats llama.ts's first attention lines on purpose (duplicates lists them): each
-// architecture reads whole in its own file, as transformers' modeling files do, rather than
-// through a shared block with switches.
 // over each head's D values of q and of k (q_norm, k_norm: one γ [D] shared by all heads), applied
 // after the projections and before RoPE. The head width D is config.head_dim, which need not be
 // C/H (Qwen3-0.6B: C 1024, H 16, D 128), so q is [C, H·D] and o [H·D, C]. attention_bias, as in
 // Llama, puts biases on q, k, v and o (off in the released models); no MLP biases.
+//
+// Its forward repeats llama.ts's first attention lines on purpose (duplicates lists them): each
+// architecture reads whole in its own file, as transformers' modeling files do, rather than
+// through a shared block with switches.
 //
 //   x += o(attn(rope(qn(q(n₁))), rope(kn(k(n₁))), v(n₁))),  n₁ = RMSNorm₁(x)
 //   x += down(silu(gate(n₂)) ⊙ up(n₂)),                     n₂ = RMSNorm₂(x)
