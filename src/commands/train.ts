@@ -58,17 +58,8 @@ export function trainCommand(): Command {
         await sftAction(run, progress);
         return;
       }
-      let result: Awaited<ReturnType<typeof runTraining>>;
-      try {
-        result = await runTraining(run);
-        progress?.stop();
-      } catch (err) {
-        progress?.stop();
-        // A user error (bad file, bad option combination, no CUDA) is one line, not a stack.
-        process.stderr.write(`rmserve train: ${(err as Error).message}\n`);
-        process.exitCode = 1;
-        return;
-      }
+      const result = await reportingFailure(() => runTraining(run), progress);
+      if (result === undefined) return;
       if (result.manifest === undefined) {
         console.log(JSON.stringify({ interrupted: true, step: result.loop.steps.at(-1)?.step ?? null, checkpoint: result.loop.checkpoint }));
         // 128 + the signal's number, as a shell reports a process the signal stopped.
@@ -97,18 +88,28 @@ export function trainCommand(): Command {
     });
 }
 
-/** --method sft: the LM phase, whose output is a causal-LM folder for a later --init-from (no --promote: nothing to serve). */
-async function sftAction(run: Parameters<typeof runSftTraining>[0], progress: Progress | undefined): Promise<void> {
-  let result: Awaited<ReturnType<typeof runSftTraining>>;
+/**
+ * Runs a training phase and stops the progress line either way. A user error (bad file, bad
+ * option combination, no CUDA) is one line on stderr and exit code 1, not a stack: undefined.
+ */
+async function reportingFailure<T>(phase: () => Promise<T>, progress: Progress | undefined): Promise<T | undefined> {
+  let result: T;
   try {
-    result = await runSftTraining(run);
-    progress?.stop();
+    result = await phase();
   } catch (err) {
-    progress?.stop();
+    progress?.stop(); // first: the progress line must not swallow the message
     process.stderr.write(`rmserve train: ${(err as Error).message}\n`);
     process.exitCode = 1;
-    return;
+    return undefined;
   }
+  progress?.stop();
+  return result;
+}
+
+/** --method sft: the LM phase, whose output is a causal-LM folder for a later --init-from (no --promote: nothing to serve). */
+async function sftAction(run: Parameters<typeof runSftTraining>[0], progress: Progress | undefined): Promise<void> {
+  const result = await reportingFailure(() => runSftTraining(run), progress);
+  if (result === undefined) return;
   if (result.info === undefined) {
     console.log(JSON.stringify({ interrupted: true, step: result.lm.steps.at(-1)?.step ?? null }));
     process.exitCode = 130;
