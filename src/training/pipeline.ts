@@ -178,13 +178,12 @@ export type TrainingMetrics = {
   splits: { train: number; validation: number; test: number };
 };
 
-export async function runTraining(options: TrainRunOptions): Promise<TrainRunResult> {
-  // --init-from brings its own tokenizer (and chat template) unless --tokenizer names another.
-  const o: RunConfig = withCheckpointTokenizer({ ...options, ...resolveTrainConfig(options) });
-  const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
-  if (o.loss.method === 'sft') throw new Error('--method sft is the LM phase: run it with runSftTraining');
-  if (o.data.length === 0) throw new Error('give at least one --data file');
-
+/**
+ * The steps every run starts with, reward and SFT alike: data, split, objectives, tokenizer,
+ * encoding and the model. One function, so an SFT phase and the reward run after it see the
+ * same split and the same token ids.
+ */
+async function prepareRun(o: RunConfig, log: (line: string) => void) {
   const data = await readData(o.data, log);
   const split = splitData(data.pairs, o, log);
   const objectives = objectiveNames(data.pairs, o.objective);
@@ -193,6 +192,17 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRes
   if (o.tokenizer) checkTexts(encoder, [...split.train, ...split.validation, ...split.test], data.origin, o.tokenizer);
   const encoded = await encodeSplits(o, encoder, split, objectives, log);
   const { config, init } = buildModel(o, encoder.vocabSize, objectives, log);
+  return { data, split, objectives, tokenizer, encoder, encoded, config, init };
+}
+
+export async function runTraining(options: TrainRunOptions): Promise<TrainRunResult> {
+  // --init-from brings its own tokenizer (and chat template) unless --tokenizer names another.
+  const o: RunConfig = withCheckpointTokenizer({ ...options, ...resolveTrainConfig(options) });
+  const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  if (o.loss.method === 'sft') throw new Error('--method sft is the LM phase: run it with runSftTraining');
+  if (o.data.length === 0) throw new Error('give at least one --data file');
+
+  const { data, split, objectives, tokenizer, encoder, encoded, config, init } = await prepareRun(o, log);
   const session = sessionOptions(o);
   const start = await startProvenance(o.initFrom, o.seed);
   const needsReference = lossNeeds(o.loss).reference;
@@ -233,14 +243,7 @@ export async function runSftTraining(options: TrainRunOptions): Promise<SftRunRe
   if (o.gradAccum > 1) throw new Error('--grad-accum is not implemented for --method sft: raise --batch-size instead');
   if (o.data.length === 0) throw new Error('give at least one --data file');
 
-  const data = await readData(o.data, log);
-  const split = splitData(data.pairs, o, log);
-  const objectives = objectiveNames(data.pairs, o.objective);
-  const tokenizer = await prepareTokenizer(o, split.train, log);
-  const encoder = new PairEncoder(tokenizer.files, o.maxLength);
-  if (o.tokenizer) checkTexts(encoder, [...split.train, ...split.validation, ...split.test], data.origin, o.tokenizer);
-  const encoded = await encodeSplits(o, encoder, split, objectives, log);
-  const { config, init } = buildModel(o, encoder.vocabSize, objectives, log);
+  const { data, split, tokenizer, encoder, encoded, config, init } = await prepareRun(o, log);
   const train = distinctChosen(encoded.train);
   const validation = distinctChosen(encoded.validation);
   log(`sft: next-token loss on ${train.length} distinct chosen responses of ${encoded.train.length} training pairs (validation: ${validation.length})`);
