@@ -12,12 +12,13 @@
 // docs/training.md, section "Methods compared"; the prose around the markers is left alone.
 // Methods the CLI does not offer yet are skipped and reported. Work files go to
 // .rmserve-cache/bench-methods (git-ignored); the whole result also goes to <work>/<task>.json.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, openSync, readSync, closeSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { EvalResult, ObjectiveEvaluation } from '../src/eval/index.js';
+import { clock, CLI, lastJsonLine, readJson, reusedResult, runCli, saveResult } from './train-jobs.js';
 
 const { values } = parseArgs({
   options: {
@@ -92,7 +93,6 @@ for (const spec of values['method-args']) {
   METHOD_ARGS[spec.slice(0, eq)] = spec.slice(eq + 1).split(/\s+/).filter(Boolean);
 }
 
-const CLI = ['--import', 'tsx', 'src/cli.ts'];
 
 /** The --method choices `rmserve train --help` lists right now (another change may add some). */
 function availableMethods(): string[] {
@@ -163,26 +163,6 @@ interface EvalSummary {
   ece: number;
 }
 
-const children = new Set<ChildProcess>();
-process.once('SIGINT', () => {
-  for (const c of children) if (c.pid) process.kill(c.pid, 'SIGTERM');
-  process.exit(130);
-});
-
-function run(args: string[], logPath: string): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const out = openSync(logPath, 'a');
-    const child = spawn(process.execPath, [...CLI, ...args], { stdio: ['ignore', out, out] });
-    children.add(child);
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      children.delete(child);
-      closeSync(out);
-      if (code === 0) resolvePromise(0);
-      else reject(new Error(`${args.slice(0, 1).join(' ')} exited with ${code}: see ${logPath}`));
-    });
-  });
-}
 
 function summarise(result: EvalResult, objective: string): EvalSummary {
   const file = result.files[0];
@@ -198,15 +178,10 @@ function summarise(result: EvalResult, objective: string): EvalSummary {
   };
 }
 
-const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T;
 
 async function runJob(job: Job): Promise<RunResult> {
-  const commandPath = join(job.dir, 'bench-command.json');
-  const resultPath = join(job.dir, 'bench-result.json');
-  if (values.reuse && existsSync(resultPath) && existsSync(commandPath) &&
-      JSON.stringify(readJson<string[]>(commandPath)) === JSON.stringify(job.args)) {
-    return { ...readJson<RunResult>(resultPath), reused: true };
-  }
+  const previous = values.reuse ? reusedResult<RunResult>(job.dir, job.args) : undefined;
+  if (previous !== undefined) return { ...previous, reused: true };
   rmSync(job.dir, { recursive: true, force: true });
   rmSync(join(work, task.name, 'checkpoints', job.id), { recursive: true, force: true });
   mkdirSync(job.dir, { recursive: true });
@@ -214,15 +189,15 @@ async function runJob(job: Job): Promise<RunResult> {
   mkdirSync(join(work, task.name, 'logs'), { recursive: true });
   writeFileSync(log, `$ node ${[...CLI, 'train', ...job.args].join(' ')}\n`);
   const t0 = performance.now();
-  await run(['train', ...job.args], log);
+  await runCli(['train', ...job.args], log);
   const wallSeconds = (performance.now() - t0) / 1000;
 
   const idJson = join(job.dir, 'eval-test.json');
-  await run(['eval', '--model', job.dir, '--data', task.data, '--split', 'test', '--threads', '1', '--quiet', '--json', idJson], log);
+  await runCli(['eval', '--model', job.dir, '--data', task.data, '--split', 'test', '--threads', '1', '--quiet', '--json', idJson], log);
   let ood: EvalSummary | undefined;
   if (task.ood) {
     const oodJson = join(job.dir, 'eval-ood.json');
-    await run(['eval', '--model', job.dir, '--data', task.ood.path, '--split', 'all', '--threads', '1', '--quiet', '--json', oodJson], log);
+    await runCli(['eval', '--model', job.dir, '--data', task.ood.path, '--split', 'all', '--threads', '1', '--quiet', '--json', oodJson], log);
     ood = summarise(readJson<EvalResult>(oodJson), task.name);
   }
   interface Manifest {
@@ -252,28 +227,11 @@ async function runJob(job: Job): Promise<RunResult> {
     ...(manifest.metrics.baselines?.bag_of_words !== undefined ? { bagOfWords: manifest.metrics.baselines.bag_of_words } : {}),
     reused: false,
   };
-  writeFileSync(resultPath, JSON.stringify(result, null, 1));
-  writeFileSync(commandPath, JSON.stringify(job.args));
+  saveResult(job.dir, job.args, result);
   return result;
 }
 
-/** The last complete line of a (growing) JSONL file, read from its tail only. */
-function lastJsonLine(path: string): Record<string, unknown> | undefined {
-  if (!existsSync(path)) return undefined;
-  const size = statSync(path).size;
-  const n = Math.min(size, 4096);
-  const buf = Buffer.alloc(n);
-  const fd = openSync(path, 'r');
-  readSync(fd, buf, 0, n, size - n);
-  closeSync(fd);
-  const lines = buf.toString('utf8').split('\n').filter((l) => l.trim().startsWith('{'));
-  for (const line of lines.reverse()) {
-    try { return JSON.parse(line) as Record<string, unknown>; } catch { /* partial line */ }
-  }
-  return undefined;
-}
 
-const clock = (s: number): string => `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, '0')}`;
 
 const started = performance.now();
 const loadAtStart = loadavg()[0] as number;

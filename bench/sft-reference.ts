@@ -15,13 +15,14 @@
 // size is bench/methods.ts's and models/helpful/1's (d_model 128, 2 layers, BPE 4096, 256 tokens).
 // Writes <out>.md and <out>.json and the block between the sft-reference markers of
 // docs/training.md. Work files: .rmserve-cache/bench-sft-reference (git-ignored).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { EvalResult } from '../src/eval/index.js';
 import type { ImplicitRewardMetrics } from '../src/training/reference.js';
+import { clock, CLI, lastJsonLine, readJson, reusedResult, runCli, saveResult } from './train-jobs.js';
 
 const { values } = parseArgs({
   options: {
@@ -45,7 +46,6 @@ const { values } = parseArgs({
 
 const DATA = 'data/alpaca-eval/gpt4-judgments.jsonl.gz';
 const OOD = 'data/pandalm/testset-v1.json';
-const CLI = ['--import', 'tsx', 'src/cli.ts'];
 const seeds = values.seeds.split(',').map((s) => Number(s.trim()));
 // Every run (the SFT phase included) reads the same first steps × batch training pairs, so the
 // BPE trained on them — the scratch runs' own, the SFT folder's for the others — is one tokenizer.
@@ -93,28 +93,7 @@ for (const j of jobs) j.args = [...COMMON, ...j.args, '--seed', String(j.seed), 
 
 // ---- children
 
-const children = new Set<ChildProcess>();
-process.once('SIGINT', () => {
-  for (const c of children) if (c.pid) process.kill(c.pid, 'SIGTERM');
-  process.exit(130);
-});
 
-function run(args: string[], logPath: string): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    const out = openSync(logPath, 'a');
-    const child = spawn(process.execPath, [...CLI, ...args], { stdio: ['ignore', out, out] });
-    children.add(child);
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      children.delete(child);
-      closeSync(out);
-      if (code === 0) resolvePromise();
-      else reject(new Error(`${args[0]} exited with ${code}: see ${logPath}`));
-    });
-  });
-}
-
-const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T;
 
 interface SftResult {
   kind: 'sft';
@@ -144,18 +123,15 @@ interface RewardResult {
 type Result = SftResult | RewardResult;
 
 async function runJob(job: Job): Promise<Result> {
-  const resultPath = join(job.dir, 'bench-result.json');
-  const commandPath = join(job.dir, 'bench-command.json');
-  if (values.reuse && existsSync(resultPath) && existsSync(commandPath) && JSON.stringify(readJson<string[]>(commandPath)) === JSON.stringify(job.args)) {
-    return readJson<Result>(resultPath);
-  }
+  const previous = values.reuse ? reusedResult<Result>(job.dir, job.args) : undefined;
+  if (previous !== undefined) return previous;
   rmSync(job.dir, { recursive: true, force: true });
   rmSync(job.checkpoints, { recursive: true, force: true });
   mkdirSync(join(work, 'logs'), { recursive: true });
   const log = join(work, 'logs', `${job.id}.log`);
   writeFileSync(log, `$ node ${[...CLI, 'train', ...job.args].join(' ')}\n`);
   const t0 = performance.now();
-  await run(['train', ...job.args], log);
+  await runCli(['train', ...job.args], log);
   const seconds = Math.round((performance.now() - t0) / 1000);
   let result: Result;
   if (job.kind === 'sft') {
@@ -166,7 +142,7 @@ async function runJob(job: Job): Promise<Result> {
     };
   } else {
     const oodJson = join(job.dir, 'eval-ood.json');
-    await run(['eval', '--model', job.dir, '--data', OOD, '--split', 'all', '--threads', '1', '--quiet', '--json', oodJson], log);
+    await runCli(['eval', '--model', job.dir, '--data', OOD, '--split', 'all', '--threads', '1', '--quiet', '--json', oodJson], log);
     const ood = readJson<EvalResult>(oodJson).files[0];
     const m = readJson<{ metrics: {
       test: { accuracy: number }; validation: { accuracy: number }; baselines: { length: number }; implicit_reward: ImplicitRewardMetrics; train: { best_step: number };
@@ -179,27 +155,11 @@ async function runJob(job: Job): Promise<Result> {
       implicit: m.implicit_reward, bestStep: m.train.best_step, seconds,
     };
   }
-  writeFileSync(resultPath, JSON.stringify(result, null, 1));
-  writeFileSync(commandPath, JSON.stringify(job.args));
+  saveResult(job.dir, job.args, result);
   return result;
 }
 
-/** The last complete line of a growing JSONL file, from its tail. */
-function lastJsonLine(path: string): Record<string, unknown> | undefined {
-  if (!existsSync(path)) return undefined;
-  const size = statSync(path).size;
-  const n = Math.min(size, 4096);
-  const buf = Buffer.alloc(n);
-  const fd = openSync(path, 'r');
-  readSync(fd, buf, 0, n, size - n);
-  closeSync(fd);
-  for (const line of buf.toString('utf8').split('\n').reverse()) {
-    try { return JSON.parse(line) as Record<string, unknown>; } catch { /* a partial line */ }
-  }
-  return undefined;
-}
 
-const clock = (s: number): string => `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, '0')}`;
 const started = performance.now();
 const loadStart = loadavg()[0] as number;
 console.log(`sft-reference: ${jobs.length} runs (${seeds.length} SFT phases, ${jobs.length - seeds.length} reward runs), ${values.jobs} at a time; logs in ${join(work, 'logs')}`);
