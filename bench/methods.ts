@@ -93,7 +93,6 @@ for (const spec of values['method-args']) {
   METHOD_ARGS[spec.slice(0, eq)] = spec.slice(eq + 1).split(/\s+/).filter(Boolean);
 }
 
-
 /** The --method choices `rmserve train --help` lists right now (another change may add some). */
 function availableMethods(): string[] {
   const help = spawnSync(process.execPath, [...CLI, 'train', '--help'], { encoding: 'utf8' }).stdout.replace(/\s+/g, ' ');
@@ -163,7 +162,6 @@ interface EvalSummary {
   ece: number;
 }
 
-
 function summarise(result: EvalResult, objective: string): EvalSummary {
   const file = result.files[0];
   if (!file) throw new Error('eval wrote no file result');
@@ -177,7 +175,6 @@ function summarise(result: EvalResult, objective: string): EvalSummary {
     ece: o.calibration.ece,
   };
 }
-
 
 async function runJob(job: Job): Promise<RunResult> {
   const previous = values.reuse ? reusedResult<RunResult>(job.dir, job.args) : undefined;
@@ -230,8 +227,6 @@ async function runJob(job: Job): Promise<RunResult> {
   saveResult(job.dir, job.args, result);
   return result;
 }
-
-
 
 const started = performance.now();
 const loadAtStart = loadavg()[0] as number;

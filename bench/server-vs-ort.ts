@@ -749,6 +749,8 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
     }
     const retried = m.rows.flatMap((r) => [['rmserve', r.rmserve] as const, ['peer', r.peer] as const].filter(([, l]) => l.transportErrors > 0).map(([who, l]) => `${who} ${r.size}-item c=${r.concurrency}: ${l.transportErrors}`));
     if (retried.length > 0) out.push('', `Requests retried after a reset connection: ${retried.join('; ')}.`);
+    // rmserve's single-item c = 1 ratios to the peer: the level, then each fresh start.
+    const c1Ratios = c1RatiosOf(m, (l) => l.rmserve, (x) => x.rmserve);
     if (m.c1Starts.length > 0) {
       out.push('', `Single items at c = 1 on ${m.c1Starts.length} more starts of ${VARIANTS.length > 0 ? 'every server' : 'both servers'} (each warmed with ${Math.floor(WARMUP / 2)} c = 1 requests), pairs/s rmserve / peer: ` +
         `${m.c1Starts.map((x) => `${f(x.rmserve)} / ${f(x.peer)} (${f(x.rmserve / x.peer, 2)})`).join('; ')}.`);
@@ -757,7 +759,7 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
       VARIANTS.forEach((v, i) => {
         const ratios = c1RatiosOf(m, (l) => l.variants[i] as Level, (x) => x.variants[i] as number);
         out.push(`${v.label} on the same starts, pairs/s (/ peer): ${m.c1Starts.map((x) => `${f(x.variants[i] as number)} (${f((x.variants[i] as number) / x.peer, 2)})`).join('; ')}; ` +
-          `median / peer over ${ratios.length} starts ${f(median(ratios), 2)} (this rmserve: ${f(median(c1RatiosOf(m, (l) => l.rmserve, (x) => x.rmserve)), 2)}).`);
+          `median / peer over ${ratios.length} starts ${f(median(ratios), 2)} (this rmserve: ${f(median(c1Ratios), 2)}).`);
       });
     }
     if (m.coldStart.length > 0) {
@@ -779,7 +781,6 @@ function markdown(results: ModelResult[], meta: Record<string, string>): string 
     out.push(`- rmserve ≥ the per-request peer at every level: ${misses.length === 0 ? 'met' : `missed at ${misses.join(', ')}`}`);
     const c1 = at(1);
     const c64 = at(64);
-    const c1Ratios = c1 === undefined ? [] : c1RatiosOf(m, (l) => l.rmserve, (x) => x.rmserve);
     const c1Median = median(c1Ratios);
     out.push(`- single items, c = 1: rmserve ≥ 1.0× peer: ${check(c1 && c1Median >= 1)}${c1 ? ` (${c1Ratios.length > 1 ? `median of ${c1Ratios.length} starts ${f(c1Median, 2)}: ${c1Ratios.map((x) => f(x, 2)).join(', ')}` : f(c1Median, 2)})` : ''}`);
     out.push(`- single items, c = 64: rmserve ≥ 1.2× peer: ${check(c64 && c64.rmserve.pairsPerSecond >= 1.2 * c64.peer.pairsPerSecond)}${c64 ? ` (${f(c64.rmserve.pairsPerSecond / c64.peer.pairsPerSecond, 2)})` : ''}; ` +

@@ -93,8 +93,6 @@ for (const j of jobs) j.args = [...COMMON, ...j.args, '--seed', String(j.seed), 
 
 // ---- children
 
-
-
 interface SftResult {
   kind: 'sft';
   id: string;
@@ -158,7 +156,6 @@ async function runJob(job: Job): Promise<Result> {
   saveResult(job.dir, job.args, result);
   return result;
 }
-
 
 const started = performance.now();
 const loadStart = loadavg()[0] as number;
