@@ -65,15 +65,19 @@ if (!isMainThread) {
   });
   const model = values.model as string;
   const runs = Number(values.runs);
+  const rounds = Number(values.rounds);
   const length = Number(values.length);
+  if (!(length >= 1 && length <= MAX_LENGTH)) throw new Error(`--length must be 1..${MAX_LENGTH} (the shared row's size)`);
   const rows = [Array.from({ length }, (_, i) => 5 + (i % 300))];
 
   /** The Atomics thread as a runner, so all three are timed by the same loop. */
   async function atomicsRunner(): Promise<{ runner: Pick<RewardRunner, 'run'>; stop: () => Promise<void> }> {
     const buffer = new SharedArrayBuffer(CONTROL_BYTES + 4 * (MAX_LENGTH + 2));
     const shared = layout(buffer);
-    // Workers do not inherit tsx's loader: this one registers it and imports this file.
-    const load = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); })`;
+    // This file is the worker too, loaded as the server's own workers load theirs (tsx's loader
+    // is not inherited by a worker; src/worker-module.mjs registers it where it is needed).
+    const workerModule = new URL('../src/worker-module.mjs', import.meta.url).href;
+    const load = `import(${JSON.stringify(workerModule)}).then((m) => m.loadWorkerModule(${JSON.stringify(import.meta.url)}, 'hop-transport'))`;
     const worker = new Worker(load, { eval: true, workerData: { model, buffer } });
     await new Promise((resolve) => worker.once('message', resolve));
     let sent = 0;
@@ -113,7 +117,7 @@ if (!isMainThread) {
   console.log('| round | inline ms | postMessage thread ms | Atomics thread ms | postMessage − inline | Atomics − inline |');
   console.log('|---|---|---|---|---|---|');
   const sums = { postMessage: 0, Atomics: 0 };
-  for (let round = 1; round <= Number(values.rounds); round++) {
+  for (let round = 1; round <= rounds; round++) {
     const ms = new Map<string, number>();
     for (let k = 0; k < ways.length; k++) {
       const [name, runner] = ways[(k + round) % ways.length] as [string, Pick<RewardRunner, 'run'>];
@@ -124,7 +128,6 @@ if (!isMainThread) {
     sums.Atomics += c - a;
     console.log(`| ${round} | ${a.toFixed(3)} | ${b.toFixed(3)} | ${c.toFixed(3)} | ${(b - a).toFixed(3)} | ${(c - a).toFixed(3)} |`);
   }
-  const rounds = Number(values.rounds);
   console.log(`| mean | | | | ${(sums.postMessage / rounds).toFixed(3)} | ${(sums.Atomics / rounds).toFixed(3)} |`);
   await atomics.stop();
   await threaded.release();
