@@ -243,7 +243,7 @@ export async function runSftTraining(options: TrainRunOptions): Promise<SftRunRe
   if (o.gradAccum > 1) throw new Error('--grad-accum is not implemented for --method sft: raise --batch-size instead');
   if (o.data.length === 0) throw new Error('give at least one --data file');
 
-  const { data, split, tokenizer, encoder, encoded, config, init } = await prepareRun(o, log);
+  const { data, tokenizer, encoder, encoded, config, init } = await prepareRun(o, log);
   const train = distinctChosen(encoded.train);
   const validation = distinctChosen(encoded.validation);
   log(`sft: next-token loss on ${train.length} distinct chosen responses of ${encoded.train.length} training pairs (validation: ${validation.length})`);
