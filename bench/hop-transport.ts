@@ -18,6 +18,9 @@ const OPTIONS = { device: 'cpu', allowSpinning: true } as const;
 const CONTROL_BYTES = 16;
 const MAX_LENGTH = 4096;
 
+/** What the timing loop needs of each of the three ways. */
+type Runner = Pick<RewardRunner, 'run'>;
+
 interface SharedLayout {
   control: Int32Array; // [0] requests sent, [1] requests answered
   row: Int32Array; // [0] length, then the ids
@@ -71,7 +74,7 @@ if (!isMainThread) {
   const rows = [Array.from({ length }, (_, i) => 5 + (i % 300))];
 
   /** The Atomics thread as a runner, so all three are timed by the same loop. */
-  async function atomicsRunner(): Promise<{ runner: Pick<RewardRunner, 'run'>; stop: () => Promise<void> }> {
+  async function atomicsRunner(): Promise<{ runner: Runner; stop: () => Promise<void> }> {
     const buffer = new SharedArrayBuffer(CONTROL_BYTES + 4 * (MAX_LENGTH + 2));
     const shared = layout(buffer);
     // This file is the worker too, loaded as the server's own workers load theirs (tsx's loader
@@ -101,7 +104,7 @@ if (!isMainThread) {
   }
 
   /** Mean milliseconds per run. */
-  async function msPerRun(runner: Pick<RewardRunner, 'run'>, count: number): Promise<number> {
+  async function msPerRun(runner: Runner, count: number): Promise<number> {
     const t = performance.now();
     for (let i = 0; i < count; i++) await runner.run(rows);
     return (performance.now() - t) / count;
@@ -110,7 +113,7 @@ if (!isMainThread) {
   const inline = await RewardSession.create(model, 0, 'right', OPTIONS);
   const threaded = await ThreadedRewardSession.create(model, 0, 'right', OPTIONS);
   const atomics = await atomicsRunner();
-  const ways: [string, Pick<RewardRunner, 'run'>][] = [['inline', inline], ['postMessage', threaded], ['Atomics', atomics.runner]];
+  const ways: [string, Runner][] = [['inline', inline], ['postMessage', threaded], ['Atomics', atomics.runner]];
   for (const [, runner] of ways) await msPerRun(runner, 100);
 
   console.log(`${model}, one row of ${length} tokens, ${runs} runs per cell, ORT spinning on; load average ${loadavg()[0]?.toFixed(2)}\n`);
@@ -120,7 +123,7 @@ if (!isMainThread) {
   for (let round = 1; round <= rounds; round++) {
     const ms = new Map<string, number>();
     for (let k = 0; k < ways.length; k++) {
-      const [name, runner] = ways[(k + round) % ways.length] as [string, Pick<RewardRunner, 'run'>];
+      const [name, runner] = ways[(k + round) % ways.length] as [string, Runner];
       ms.set(name, await msPerRun(runner, runs));
     }
     const [a, b, c] = [ms.get('inline') ?? 0, ms.get('postMessage') ?? 0, ms.get('Atomics') ?? 0];
