@@ -29,6 +29,8 @@ export const DEFAULT_CONFIG: ServiceConfig = {
   calibrateBatching: false,
   // Likewise one session: how many `auto` opens depends on the machine (its cores and memory).
   instances: 1,
+  // And a solo session on its own thread: where it goes is timed at load.
+  soloInlineMs: 0,
 };
 
 export interface Service {
@@ -76,6 +78,7 @@ export async function createService(
     calibrateBatching: config.calibrateBatching,
     instances: config.instances,
     soloThreads: config.soloThreads,
+    soloInlineMs: config.soloInlineMs,
   }, { pins: config.pins, log: options.log });
   await registry.loadAll(options.log);
   const scorer = new Scorer(

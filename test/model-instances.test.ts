@@ -34,6 +34,9 @@ function gatedBatcher(maxInFlight: number | undefined, soloRuns = false) {
   return { batcher, solos, started: () => gates.length, openAll: () => gates.splice(0).forEach((open) => open()), most: () => most };
 }
 
+/** /v1/models' solo_placement. */
+interface SoloPlacementReply { main_thread: boolean; max_tokens?: number; reason: string }
+
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe('the batcher with several instances', () => {
@@ -71,13 +74,41 @@ test('soloRuns: a lone batch runs solo and holds the instances back; batches und
   assert.deepEqual(solos, [true, false, false, false]);
 });
 
+test('soloMaxTokens: a lone batch over it is shared over the instances, not run solo', async () => {
+  const rows: number[][] = [];
+  const solos: boolean[] = [];
+  const batcher = new DynamicBatcher(
+    async (batch, solo) => {
+      solos.push(solo);
+      rows.push(batch.map((r) => r.length));
+      return { rewards: batch.map((r) => Float32Array.of(r.length)) };
+    },
+    { maxBatchSize: 8, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, maxInFlight: 2, soloRuns: true, soloMaxTokens: 40 },
+  );
+  let distinct = 0;
+  const submit = (n: number): Promise<Float32Array> => {
+    const ids = Array.from({ length: n }, (_, i) => ++distinct * 1000 + i);
+    return batcher.submit(ids, tokenKey(ids), undefined);
+  };
+  // Within the limit: taken whole, solo (4 rows × 10 tokens = 40).
+  await Promise.all([10, 10, 9, 8].map(submit));
+  // Over it (4 × 12 = 48 padded tokens): even shares of the queue for the instances, none solo.
+  await Promise.all([12, 12, 11, 11].map(submit));
+  // One row over it alone: an instance runs it.
+  assert.equal((await submit(41))[0], 41);
+  assert.deepEqual(rows[0], [10, 10, 9, 8]);
+  assert.deepEqual(solos, [true, ...rows.slice(1).map(() => false)]);
+  assert.ok(rows.length > 3, `shared over several batches: ${JSON.stringify(rows)}`);
+  assert.deepEqual(rows.slice(1).flat().sort((a, b) => a - b), [11, 11, 12, 12, 41]);
+});
+
 describe('rmserve serve --instances', () => {
   const items = Array.from({ length: 48 }, (_, i) => ({ prompt: `How do I keep question ${i} short?`, response: `${'briefly, and then at length. '.repeat(10 + 5 * (i % 7))}That is answer ${i}.` }));
 
-  async function serve(instances: number, soloThreads = 0) {
+  async function serve(instances: number, soloThreads = 0, soloInlineMs = 0) {
     const root = tempModelsRoot();
     writeTransformerModel(join(root, 'rm', '1'), 256);
-    return createService({ modelsRoot: root, cacheSize: 0, watch: false, instances, soloThreads, intraOpThreads: 1, calibrateBatching: false, maxBatchSize: 4 });
+    return createService({ modelsRoot: root, cacheSize: 0, watch: false, instances, soloThreads, soloInlineMs, intraOpThreads: 1, calibrateBatching: false, maxBatchSize: 4 });
   }
 
   const counter = (metrics: string, name: string): number =>
@@ -87,10 +118,11 @@ describe('rmserve serve --instances', () => {
   async function scoreConcurrently(
     instances: number,
     soloThreads = 0,
-  ): Promise<{ rewards: number[]; runSeconds: number; wallSeconds: number; reported: unknown; soloBatches: number; loneSolo: number }> {
-    const service = await serve(instances, soloThreads);
+    soloInlineMs = 0,
+  ): Promise<{ rewards: number[]; runSeconds: number; wallSeconds: number; reported: unknown; placement: SoloPlacementReply | undefined; soloBatches: number; loneSolo: number }> {
+    const service = await serve(instances, soloThreads, soloInlineMs);
     try {
-      const models = (await service.app.inject({ method: 'GET', url: '/v1/models' })).json() as { models: { serving: { instances: number; solo_threads: number } }[] };
+      const models = (await service.app.inject({ method: 'GET', url: '/v1/models' })).json() as { models: { serving: { instances: number; solo_threads: number; solo_placement?: SoloPlacementReply } }[] };
       // One request on an idle server: with a solo session, its batch runs there.
       const first = await service.app.inject({ method: 'POST', url: '/v1/score', payload: { model: 'rm', items: [{ prompt: 'Hi?', response: 'Hello.' }] } });
       assert.equal(first.statusCode, 200, first.body);
@@ -107,6 +139,7 @@ describe('rmserve serve --instances', () => {
         runSeconds: counter(metrics, 'rmserve_inference_duration_seconds_sum') - before,
         wallSeconds,
         reported: [models.models[0]?.serving.instances, models.models[0]?.serving.solo_threads],
+        placement: models.models[0]?.serving.solo_placement,
         soloBatches: counter(metrics, 'rmserve_solo_batches_total') - loneSolo,
         loneSolo,
       };
@@ -135,6 +168,20 @@ describe('rmserve serve --instances', () => {
     // Under 48 concurrent requests the two instances ran side by side (a solo run never overlaps another).
     assert.ok(hybrid.runSeconds > hybrid.wallSeconds, `${hybrid.runSeconds} s of runs in ${hybrid.wallSeconds} s (${hybrid.soloBatches} solo)`);
     for (const [i, reward] of hybrid.rewards.entries()) assert.ok(Math.abs(reward - (one.rewards[i] as number)) < 1e-4, `item ${i}: ${reward} vs ${one.rewards[i]}`);
+  });
+
+  test('--solo-inline-ms: the solo session on the main thread takes the lone request, the instances the load, with the same rewards', async () => {
+    const threaded = await scoreConcurrently(2, 2, 0);
+    // A limit no 128-token row of this model comes near: the placement does not hang on the machine's speed.
+    const inline = await scoreConcurrently(2, 2, 60_000);
+    assert.equal(threaded.placement?.main_thread, false);
+    assert.equal(threaded.placement?.max_tokens, undefined);
+    assert.equal(inline.placement?.main_thread, true, JSON.stringify(inline.placement));
+    assert.ok((inline.placement?.max_tokens ?? 0) > 128 * 1000, JSON.stringify(inline.placement));
+    assert.equal(inline.loneSolo, 1, 'the lone request ran on the solo session');
+    // A run on the main thread holds the event loop, so solo runs never overlap; the instances' do.
+    assert.ok(inline.runSeconds > inline.wallSeconds, `${inline.runSeconds} s of runs in ${inline.wallSeconds} s (${inline.soloBatches} solo)`);
+    for (const [i, reward] of inline.rewards.entries()) assert.ok(Math.abs(reward - (threaded.rewards[i] as number)) < 1e-4, `item ${i}: ${reward} vs ${threaded.rewards[i]}`);
   });
 
   test('--instances auto: the version gets the layout the rule picks for this machine, and scores as one session does', async () => {

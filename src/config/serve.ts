@@ -57,6 +57,15 @@ export const SERVE_OPTIONS = {
     help: 'one more session with this many ORT threads, for batches that have the model to themselves (nothing else queued or running); with --instances N --intra-op-threads 1, keeps a lone request fast (0 = none)',
     docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
   },
+  // On the main thread a lone batch skips the hand-off to an inference thread and back (~0.3 ms
+  // on a 2-core CPU, a third of a small model's run), but the event loop waits out the run; so
+  // only short ones go there (docs/benchmarks.md, "The solo session on the main thread, for
+  // short runs").
+  soloInlineMs: {
+    flags: '--solo-inline-ms <ms>', env: 'RMSERVE_SOLO_INLINE_MS', default: 20, parse: nonNegativeInt,
+    help: 'open the solo session on the main thread when a one-thread instance runs a 128-token row within this many ms (timed at load), and run there the lone batches expected to take at most this long; longer ones are shared over the instances (0 = the solo session gets its own thread)',
+    docs: { see: '[docs/operations.md](docs/operations.md#threads)' },
+  },
   maxBatchSize: { flags: '--max-batch-size <n>', env: 'RMSERVE_MAX_BATCH_SIZE', help: 'most rows per ONNX run', default: 64, parse: nonNegativeInt },
   maxBatchTokens: {
     flags: '--max-batch-tokens <n>', env: 'RMSERVE_MAX_BATCH_TOKENS', help: 'most padded tokens per ONNX run', default: 32768, parse: nonNegativeInt,

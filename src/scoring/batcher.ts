@@ -27,6 +27,13 @@ export interface BatcherOptions {
    * session with every core (--solo-threads), while batches under load go to the instances.
    */
   soloRuns?: boolean;
+  /**
+   * With soloRuns, the most padded tokens (rows × longest row) a solo batch may have; a lone
+   * batch above it runs as batches under load do, shared over the instances. The version sets it
+   * when its solo session runs on the event loop's thread, whose run holds the loop (model-version.ts).
+   * Unset: no limit.
+   */
+  soloMaxTokens?: number;
 }
 
 export interface BatchStats {
@@ -195,7 +202,7 @@ export class DynamicBatcher {
     const batch = this.takeBatch();
     // Solo only if nothing else runs and the batch took everything: with items left over, the
     // instances share the load.
-    const solo = this.options.soloRuns === true && this.inFlight === 0 && this.queue.length === 0;
+    const solo = this.options.soloRuns === true && this.inFlight === 0 && this.queue.length === 0 && this.withinSoloTokens(batch);
     this.inFlight++;
     this.soloRunning = solo;
     void this.execute(batch, solo).finally(() => {
@@ -206,6 +213,11 @@ export class DynamicBatcher {
     });
     // Another free instance takes what the batch left, without waiting for this one to finish.
     if (this.queue.length > 0) this.schedule();
+  }
+
+  private withinSoloTokens(rows: readonly QueuedItem[][]): boolean {
+    const width = Math.max(...rows.map((group) => (group[0] as QueuedItem).ids.length));
+    return width * rows.length <= (this.options.soloMaxTokens ?? Infinity);
   }
 
   private batchIsFull(): boolean {
@@ -283,15 +295,16 @@ export class DynamicBatcher {
    * The padded-token budget of the next batch. With several instances, and more queued than one
    * batch holds, at most an even share of what is queued: one batch holding most of a request
    * kept one single-threaded instance busy while the others had nothing left to take. A queue
-   * that fits one batch with nothing running is still taken whole (to run solo, on every core),
-   * and under load the share exceeds the limit and the limit holds.
+   * that fits one solo batch with nothing running is still taken whole (to run solo, on every
+   * core), and under load the share exceeds the limit and the limit holds.
    */
   private tokenBudget(): number {
     const { maxBatchTokens, maxBatchSize } = this.options;
     const instances = this.options.maxInFlight ?? 1;
     if (instances <= 1) return maxBatchTokens;
     const { total: queued, longest } = this.queuedTokens();
-    const fitsOneBatch = this.queue.length <= maxBatchSize && longest * this.queue.length <= maxBatchTokens;
+    const padded = longest * this.queue.length;
+    const fitsOneBatch = this.queue.length <= maxBatchSize && padded <= Math.min(maxBatchTokens, this.options.soloMaxTokens ?? Infinity);
     if (this.inFlight === 0 && fitsOneBatch) return maxBatchTokens;
     return Math.min(maxBatchTokens, Math.ceil(queued / instances));
   }

@@ -30,6 +30,21 @@ export interface LoadOptions {
    * every core.
    */
   soloThreads?: number;
+  /**
+   * Open the solo session on the main thread, for lone batches expected to run at most this
+   * many milliseconds (--solo-inline-ms; 0 or unset: the solo session gets an inference thread).
+   */
+  soloInlineMs?: number;
+}
+
+/** Where the solo session runs, and which lone batches it takes. */
+export interface SoloPlacement {
+  /** On the event loop's thread: no hand-off, but the loop waits out the run. */
+  mainThread: boolean;
+  /** Most padded tokens of a solo batch (on the main thread: what soloInlineMs allows). */
+  maxTokens?: number;
+  /** Why it went where it did, from the load-time timing. */
+  reason: string;
 }
 
 /** The batch limits a version runs with, and whether they were measured. */
@@ -85,6 +100,8 @@ export class ModelVersion {
     private readonly sessions: readonly RewardRunner[],
     /** Its sessions: instances (the solo session not counted), their threads, the solo session's. */
     readonly layout: SessionLayout,
+    /** Where the solo session runs; undefined without one. */
+    readonly soloPlacement: SoloPlacement | undefined,
     readonly batcher: DynamicBatcher,
     readonly batching: BatchingLimits,
     numOutputs: number,
@@ -149,18 +166,43 @@ export class ModelVersion {
     // lowered as pool threads are (--ort-pool-nice; docs/benchmarks.md, "The narrow instances'
     // inference threads at nice 10"). The solo session's thread, which runs alone, is not.
     const narrow = layout.instances > 1 && layout.intraOpThreads === 1;
-    const open = (threads: number, threadNice = 0): Promise<RewardRunner> =>
-      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, intraOpThreads: threads, threadNice }, cacheShapeHints(spec.files.config));
+    const open = (threads: number, threadNice = 0, thread = options.session.thread): Promise<RewardRunner> =>
+      openRewardSession(join(dir, 'model.onnx'), spec.padId, spec.paddingSide, { ...options.session, intraOpThreads: threads, threadNice, thread }, cacheShapeHints(spec.files.config));
     const sessions: RewardRunner[] = [];
     const { soloThreads } = layout;
+    const id = `${name}@${version}`;
     try {
       for (let i = 0; i < layout.instances; i++) sessions.push(await open(layout.intraOpThreads, narrow ? (options.session.poolNice ?? 0) : 0));
       const instances = [...sessions];
-      const solo = soloThreads > 0 ? await open(soloThreads) : undefined;
-      if (solo !== undefined) sessions.push(solo);
       // Every instance is checked: each is its own session, warmed on both shapes.
       let k = 0;
-      for (const session of sessions) k = await selfCheck(`${name}@${version}`, spec, session);
+      for (const session of sessions) k = await selfCheck(id, spec, session);
+      let solo: RewardRunner | undefined;
+      let soloPlacement: SoloPlacement | undefined;
+      if (soloThreads > 0) {
+        const inlineMs = options.soloInlineMs ?? 0;
+        const probe = probeRow(spec);
+        // A one-thread instance's run bounds the solo session's (more threads, same row) from
+        // above: only a model whose typical row runs that fast goes to the main thread, so no
+        // long run ever holds the event loop, not even the solo session's warm-up below.
+        const instanceMs = inlineMs > 0 ? await fastestRunMs(instances[0] as RewardRunner, probe) : 0;
+        const inline = inlineMs > 0 && instanceMs <= inlineMs;
+        solo = await open(soloThreads, 0, inline ? false : options.session.thread);
+        sessions.push(solo);
+        k = await selfCheck(id, spec, solo);
+        if (inline) {
+          const soloMs = await fastestRunMs(solo, probe);
+          const maxTokens = Math.floor((probe.length * inlineMs) / Math.max(soloMs, 1e-3));
+          soloPlacement = { mainThread: true, maxTokens, reason: `the solo session runs lone batches of up to ${maxTokens} padded tokens on the main thread (a ${probe.length}-token row: ${soloMs.toFixed(2)} ms; --solo-inline-ms ${inlineMs})` };
+        } else {
+          soloPlacement = {
+            mainThread: false,
+            reason: inlineMs > 0
+              ? `the solo session has its own thread: a ${probe.length}-token row took ${instanceMs.toFixed(2)} ms on an instance, over --solo-inline-ms ${inlineMs}`
+              : 'the solo session has its own thread (--solo-inline-ms 0)',
+          };
+        }
+      }
       const { metrics } = options;
       const labels = versionLabels({ name, version });
       const batching = await batchingLimits(spec, options, layout.intraOpThreads);
@@ -179,7 +221,14 @@ export class ModelVersion {
             if (session !== solo) free.push(session);
           }
         },
-        { ...options.batcher, maxBatchSize: batching.maxBatchSize, maxBatchTokens: batching.maxBatchTokens, maxInFlight: instances.length, soloRuns: solo !== undefined },
+        {
+          ...options.batcher,
+          maxBatchSize: batching.maxBatchSize,
+          maxBatchTokens: batching.maxBatchTokens,
+          maxInFlight: instances.length,
+          soloRuns: solo !== undefined,
+          ...(soloPlacement?.maxTokens === undefined ? {} : { soloMaxTokens: soloPlacement.maxTokens }),
+        },
         (stats) => {
           metrics.batchSize.observe(labels, stats.rows);
           metrics.batchTokens.observe(labels, stats.paddedTokens);
@@ -191,7 +240,7 @@ export class ModelVersion {
         },
         (depth) => metrics.queueDepth.set(labels, depth),
       );
-      return new ModelVersion(name, version, spec, fingerprint, sessions, layout, batcher, batching, k, (performance.now() - started) / 1000, metrics);
+      return new ModelVersion(name, version, spec, fingerprint, sessions, layout, soloPlacement, batcher, batching, k, (performance.now() - started) / 1000, metrics);
     } catch (err) {
       await Promise.all(sessions.map((session) => session.release()));
       throw err;
@@ -241,6 +290,30 @@ export class ModelVersion {
     await Promise.all(this.sessions.map((session) => session.release()));
     this.metrics.releaseVersion(versionLabels(this));
   }
+}
+
+/** Rows the solo placement is timed on: a typical single item's length (HH-RLHF's median is ~150). */
+const PROBE_TOKENS = 128;
+
+/** The second self-check item's ids, repeated up to PROBE_TOKENS (or the model's maximum). */
+function probeRow(spec: ModelSpec): number[] {
+  const ids = spec.tokenizer.encode(spec.formatter.render(SELF_CHECK_ITEMS[1] as ScoreItem), spec.truncationSide).ids;
+  const length = Math.min(PROBE_TOKENS, spec.maxLength);
+  return Array.from({ length }, (_, i) => ids[i % ids.length] as number);
+}
+
+/**
+ * The fastest of a few runs of one row, in ms, as timed where it ran (an inference thread
+ * reports its run without the hand-offs). The fastest, since a busy machine only adds.
+ */
+async function fastestRunMs(session: RewardRunner, row: readonly number[]): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < 5; i++) {
+    const started = performance.now();
+    const { runSeconds } = await session.run([row]);
+    best = Math.min(best, runSeconds === undefined ? performance.now() - started : runSeconds * 1000);
+  }
+  return best;
 }
 
 /**

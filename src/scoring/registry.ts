@@ -49,6 +49,8 @@ export interface ModelStatus {
     solo_threads: number;
     /** ORT threads of each instance (--intra-op-threads); 0: ORT's default. */
     intra_op_threads: number;
+    /** With a solo session: whether it runs on the main thread, up to how many padded tokens, and why (--solo-inline-ms). */
+    solo_placement?: { main_thread: boolean; max_tokens?: number; reason: string };
     /** With --instances auto: what the rule chose and why (src/scoring/session-layout.ts). */
     layout_rule?: string;
     metrics?: Record<string, unknown>;
@@ -437,6 +439,15 @@ export class ModelRegistry {
             instances: model.layout.instances,
             solo_threads: model.layout.soloThreads,
             intra_op_threads: model.layout.intraOpThreads,
+            ...(model.soloPlacement === undefined
+              ? {}
+              : {
+                  solo_placement: {
+                    main_thread: model.soloPlacement.mainThread,
+                    ...(model.soloPlacement.maxTokens === undefined ? {} : { max_tokens: model.soloPlacement.maxTokens }),
+                    reason: model.soloPlacement.reason,
+                  },
+                }),
             ...(model.layout.auto === undefined ? {} : { layout_rule: model.layout.auto }),
             ...(model.spec.manifest?.metrics ? { metrics: model.spec.manifest.metrics } : {}),
           }
@@ -573,6 +584,7 @@ export class ModelRegistry {
     this.emit({ model: name, version: loaded.version, previous: previous?.version ?? null, source: options.source, at });
     this.log(`${loaded.id} serves (${options.source}, loaded in ${loaded.loadSeconds.toFixed(3)} s${previous ? `, replacing ${previous.version}` : ''})`);
     if (loaded.layout.auto !== undefined) this.log(`${loaded.id}: --instances auto: ${loaded.layout.auto}`);
+    if (loaded.soloPlacement !== undefined) this.log(`${loaded.id}: ${loaded.soloPlacement.reason}`);
     if (previous !== undefined) {
       void previous.release().catch((err: Error) => this.log(`releasing ${previous.id} failed: ${err.message}`));
     }

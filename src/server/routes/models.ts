@@ -35,6 +35,11 @@ export const ModelStatusSchema = Type.Object({
       instances: Type.Integer({ description: 'ONNX sessions of this version running batches side by side (--instances)' }),
       solo_threads: Type.Integer({ description: 'ORT threads of the session that runs batches that have the version to themselves (--solo-threads); 0: none' }),
       intra_op_threads: Type.Integer({ description: "ORT threads of each instance (--intra-op-threads); 0: ORT's default, every core" }),
+      solo_placement: Type.Optional(Type.Object({
+        main_thread: Type.Boolean({ description: 'true: the solo session runs on the event loop\'s thread, without the hand-off to an inference thread (--solo-inline-ms)' }),
+        max_tokens: Type.Optional(Type.Integer({ description: 'most padded tokens of a batch run there; a longer lone batch is shared over the instances' })),
+        reason: Type.String({ description: 'the load-time timing that placed it' }),
+      })),
       layout_rule: Type.Optional(Type.String({ description: 'with --instances auto: what the rule chose and why' })),
       metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
