@@ -35,10 +35,10 @@ async function parse(make: () => Command, args: string[], env: Record<string, st
 for (const { spec } of optionEntries(SERVE_OPTIONS)) if (spec.env !== undefined) delete process.env[spec.env];
 
 describe('serve', () => {
-  test('no flags: the config the command built by hand before, and DEFAULT_CONFIG but for watching, calibrating and the instance count', async () => {
+  test('no flags: the config the command built by hand before, and DEFAULT_CONFIG but for watching, calibrating, the instance count and the solo placement', async () => {
     const { config, command } = readOptions(SERVE_OPTIONS, await parse(serveCommand, []));
     const expected = {
-      modelsRoot: './models', device: 'cpu', intraOpThreads: 0, interOpThreads: 0, ortSpinning: true, ortPoolNice: 10, inferenceThread: true, instances: 'auto', soloThreads: 0,
+      modelsRoot: './models', device: 'cpu', intraOpThreads: 0, interOpThreads: 0, ortSpinning: true, ortPoolNice: 10, inferenceThread: true, instances: 'auto', soloThreads: 0, soloInlineMs: 20,
       maxBatchSize: 64, maxBatchTokens: 32768, maxWaitMs: 0, calibrateBatching: true, maxQueueItems: 4096, maxPaddingRatio: 0.1,
       cacheSize: 100_000, maxItems: 256, maxItemChars: 1 << 20, bodyLimit: 8 * 1024 * 1024,
       requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 5_000, maxConnections: 1024, maxHeaderBytes: 16_384,
@@ -47,7 +47,7 @@ describe('serve', () => {
     };
     assert.deepEqual(config, expected);
     assert.deepEqual(command, { port: 8000, host: '127.0.0.1', shutdownTimeoutMs: 25_000, logLevel: 'info' });
-    assert.deepEqual(DEFAULT_CONFIG, { ...expected, watch: false, calibrateBatching: false, instances: 1 });
+    assert.deepEqual(DEFAULT_CONFIG, { ...expected, watch: false, calibrateBatching: false, instances: 1, soloInlineMs: 0 });
   });
 
   test('environment variables set what their flags set; a flag beats its variable', async () => {
