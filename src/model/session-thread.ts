@@ -214,7 +214,11 @@ export function openRewardSession(
   hints: CacheShapeHints = {},
 ): Promise<RewardRunner> {
   const { thread = true, poolNice = 0, threadNice = 0, ...sessionOptions } = options;
-  return thread
-    ? ThreadedRewardSession.create(model, padId, paddingSide, sessionOptions, hints, poolNice, threadNice)
-    : RewardSession.create(model, padId, paddingSide, sessionOptions, hints);
+  if (thread) return ThreadedRewardSession.create(model, padId, paddingSide, sessionOptions, hints, poolNice, threadNice);
+  // In the creation queue too: ORT pool threads that start inside an inference thread's creation
+  // window would be taken for that thread's own and lowered (a solo session on the main thread,
+  // opened while another model's version loads).
+  const turn = creating.then(() => RewardSession.create(model, padId, paddingSide, sessionOptions, hints));
+  creating = turn.catch(() => undefined);
+  return turn;
 }
