@@ -185,23 +185,12 @@ export class ModelVersion {
         // A one-thread instance's run bounds the solo session's (more threads, same row) from
         // above: only a model whose typical row runs that fast goes to the main thread, so no
         // long run ever holds the event loop, not even the solo session's warm-up below.
-        const instanceMs = inlineMs > 0 ? await fastestRunMs(instances[0] as RewardRunner, probe) : 0;
-        const inline = inlineMs > 0 && instanceMs <= inlineMs;
+        const instanceMs = inlineMs > 0 ? await fastestRunMs(instances[0] as RewardRunner, probe) : Infinity;
+        const inline = instanceMs <= inlineMs;
         solo = await open(soloThreads, 0, inline ? false : options.session.thread);
         sessions.push(solo);
         k = await selfCheck(id, spec, solo);
-        if (inline) {
-          const soloMs = await fastestRunMs(solo, probe);
-          const maxTokens = Math.floor((probe.length * inlineMs) / Math.max(soloMs, 1e-3));
-          soloPlacement = { mainThread: true, maxTokens, reason: `the solo session runs lone batches of up to ${maxTokens} padded tokens on the main thread (a ${probe.length}-token row: ${soloMs.toFixed(2)} ms; --solo-inline-ms ${inlineMs})` };
-        } else {
-          soloPlacement = {
-            mainThread: false,
-            reason: inlineMs > 0
-              ? `the solo session has its own thread: a ${probe.length}-token row took ${instanceMs.toFixed(2)} ms on an instance, over --solo-inline-ms ${inlineMs}`
-              : 'the solo session has its own thread (--solo-inline-ms 0)',
-          };
-        }
+        soloPlacement = inline ? onMainThread(probe.length, inlineMs, await fastestRunMs(solo, probe)) : onItsThread(probe.length, inlineMs, instanceMs);
       }
       const { metrics } = options;
       const labels = versionLabels({ name, version });
@@ -314,6 +303,25 @@ async function fastestRunMs(session: RewardRunner, row: readonly number[]): Prom
     best = Math.min(best, runSeconds === undefined ? performance.now() - started : runSeconds * 1000);
   }
   return best;
+}
+
+/** A lone batch may run on the main thread while the solo session's rate keeps it within inlineMs. */
+function onMainThread(probeTokens: number, inlineMs: number, soloMs: number): SoloPlacement {
+  const maxTokens = Math.floor((probeTokens * inlineMs) / Math.max(soloMs, 1e-3));
+  return {
+    mainThread: true,
+    maxTokens,
+    reason: `the solo session runs lone batches of up to ${maxTokens} padded tokens on the main thread (a ${probeTokens}-token row: ${soloMs.toFixed(2)} ms; --solo-inline-ms ${inlineMs})`,
+  };
+}
+
+function onItsThread(probeTokens: number, inlineMs: number, instanceMs: number): SoloPlacement {
+  return {
+    mainThread: false,
+    reason: inlineMs > 0
+      ? `the solo session has its own thread: a ${probeTokens}-token row took ${instanceMs.toFixed(2)} ms on an instance, over --solo-inline-ms ${inlineMs}`
+      : 'the solo session has its own thread (--solo-inline-ms 0)',
+  };
 }
 
 /**
