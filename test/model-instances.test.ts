@@ -184,6 +184,15 @@ describe('rmserve serve --instances', () => {
     for (const [i, reward] of inline.rewards.entries()) assert.ok(Math.abs(reward - (threaded.rewards[i] as number)) < 1e-4, `item ${i}: ${reward} vs ${threaded.rewards[i]}`);
   });
 
+  test('--solo-inline-ms below what an instance takes for a 128-token row: the solo session keeps its own thread', async () => {
+    // This model's 128-token row takes several ms on one thread (~5–10 ms on the 2-core CI VM), so 1 ms is never met.
+    const slow = await scoreConcurrently(2, 2, 1);
+    assert.equal(slow.placement?.main_thread, false, JSON.stringify(slow.placement));
+    assert.equal(slow.placement?.max_tokens, undefined);
+    assert.match(slow.placement?.reason ?? '', /128-token row took [\d.]+ ms on an instance, over --solo-inline-ms 1/);
+    assert.equal(slow.loneSolo, 1, 'the lone request still ran on the solo session');
+  });
+
   test('--instances auto: the version gets the layout the rule picks for this machine, and scores as one session does', async () => {
     const root = tempModelsRoot();
     const dir = join(root, 'rm', '1');
