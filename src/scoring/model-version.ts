@@ -284,9 +284,14 @@ export class ModelVersion {
 /** Rows the solo placement is timed on: a typical single item's length (HH-RLHF's median is ~150). */
 const PROBE_TOKENS = 128;
 
-/** The second self-check item's ids, repeated up to PROBE_TOKENS (or the model's maximum). */
+/** The longer self-check item's ids: the row load-time timings (placement, calibration) start from. */
+function sampleIds(spec: ModelSpec): number[] {
+  return spec.tokenizer.encode(spec.formatter.render(SELF_CHECK_ITEMS[1] as ScoreItem), spec.truncationSide).ids;
+}
+
+/** The sample row's ids, repeated up to PROBE_TOKENS (or the model's maximum). */
 function probeRow(spec: ModelSpec): number[] {
-  const ids = spec.tokenizer.encode(spec.formatter.render(SELF_CHECK_ITEMS[1] as ScoreItem), spec.truncationSide).ids;
+  const ids = sampleIds(spec);
   const length = Math.min(PROBE_TOKENS, spec.maxLength);
   return Array.from({ length }, (_, i) => ids[i % ids.length] as number);
 }
@@ -362,7 +367,7 @@ async function selfCheck(id: string, spec: ModelSpec, session: RewardRunner): Pr
 async function batchingLimits(spec: ModelSpec, options: LoadOptions, intraOpThreads: number): Promise<BatchingLimits> {
   const { maxBatchSize, maxBatchTokens } = options.batcher;
   if (!options.calibrateBatching) return { maxBatchSize, maxBatchTokens, calibrated: false };
-  const sample = spec.tokenizer.encode(spec.formatter.render(SELF_CHECK_ITEMS[1] as ScoreItem), spec.truncationSide).ids;
+  const sample = sampleIds(spec);
   // A session of its own, released after: the sweep's largest batches would otherwise leave the
   // serving session's CPU memory arena sized for them (measured on the shipped models: 749 MB
   // RSS at startup against 207 MB uncalibrated), though the limits chosen are often far smaller.
