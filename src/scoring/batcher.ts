@@ -216,8 +216,7 @@ export class DynamicBatcher {
   }
 
   private withinSoloTokens(rows: readonly QueuedItem[][]): boolean {
-    const width = Math.max(...rows.map((group) => (group[0] as QueuedItem).ids.length));
-    return width * rows.length <= (this.options.soloMaxTokens ?? Infinity);
+    return paddedTokens(rows.map((group) => (group[0] as QueuedItem).ids)) <= (this.options.soloMaxTokens ?? Infinity);
   }
 
   private batchIsFull(): boolean {
@@ -322,11 +321,10 @@ export class DynamicBatcher {
         }
       }
       rows.forEach((group, i) => group.forEach((item) => item.resolve(rewards[i] as Float32Array)));
-      const width = Math.max(...inputs.map((ids) => ids.length));
       this.onBatch({
         rows: rows.length,
         items: rows.reduce((n, group) => n + group.length, 0),
-        paddedTokens: width * rows.length,
+        paddedTokens: paddedTokens(inputs),
         realTokens: inputs.reduce((n, ids) => n + ids.length, 0),
         runSeconds,
         queueWaitSeconds: rows.flat().map((item) => (started - item.enqueuedAt) / 1000),
@@ -359,4 +357,9 @@ export class DynamicBatcher {
   private retryAfterSeconds(): number {
     return 1;
   }
+}
+
+/** Rows × the longest row: what a batch costs once padded. */
+function paddedTokens(rows: readonly (readonly number[])[]): number {
+  return rows.length * Math.max(...rows.map((ids) => ids.length));
 }
