@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { Client } from 'undici';
 import { DynamicBatcher } from '../src/scoring/batcher.js';
 import { tokenKey } from '../src/scoring/reward-cache.js';
 import { onnxBytes, sessionLayout } from '../src/scoring/session-layout.js';
@@ -102,6 +103,58 @@ test('soloMaxTokens: a lone batch over it is shared over the instances, not run 
   assert.deepEqual(rows.slice(1).flat().sort((a, b) => a - b), [11, 11, 12, 12, 41]);
 });
 
+test('soloRuns: not while requests come from several open connections, though each is alone in the queue', async () => {
+  const { batcher, solos, openAll } = gatedBatcher(2, true);
+  const runAlone = async (n: number, connection?: { destroyed: boolean }): Promise<void> => {
+    const reward = batcher.submit([n], tokenKey([n]), undefined, undefined, connection);
+    await tick();
+    openAll();
+    assert.equal((await reward)[0], 1);
+  };
+  const [a, b, c] = [{ destroyed: false }, { destroyed: false }, { destroyed: false }];
+  await runAlone(1, a);
+  await runAlone(2, a);
+  // Two open connections seen: their clients overlap, whatever the queue shows now.
+  await runAlone(3, b);
+  await runAlone(4, a);
+  // b closed: one client again. An item with no connection (app.inject) counts no client.
+  b.destroyed = true;
+  await runAlone(5, a);
+  await runAlone(6);
+  assert.deepEqual(solos, [true, true, false, false, true, true]);
+  // A connection quiet for over a second no longer counts.
+  await runAlone(7, c);
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  await runAlone(8, c);
+  assert.deepEqual(solos.slice(6), [false, true]);
+});
+
+test('soloRuns with several clients: a lone request that one solo batch would hold is shared over the instances', async () => {
+  const rows: number[][] = [];
+  const solos: boolean[] = [];
+  const batcher = new DynamicBatcher(
+    async (batch, solo) => {
+      solos.push(solo);
+      rows.push(batch.map((r) => r.length));
+      return { rewards: batch.map((r) => Float32Array.of(r.length)) };
+    },
+    { maxBatchSize: 8, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, maxInFlight: 2, soloRuns: true },
+  );
+  const request = (connection: { destroyed: boolean }, base: number): Promise<Float32Array[]> =>
+    Promise.all([10, 10, 10, 10].map((n, i) => {
+      const ids = Array.from({ length: n }, (_, j) => (base + i) * 1000 + j);
+      return batcher.submit(ids, tokenKey(ids), undefined, undefined, connection);
+    }));
+  const [a, b] = [{ destroyed: false }, { destroyed: false }];
+  await request(a, 0);
+  await request(b, 10);
+  // One client: taken whole, solo. Two: even shares of the queue, none solo, as under load.
+  assert.deepEqual(rows[0], [10, 10, 10, 10]);
+  assert.ok(rows.length > 2, `shared over several batches: ${JSON.stringify(rows)}`);
+  assert.deepEqual(rows.slice(1).flat(), [10, 10, 10, 10]);
+  assert.deepEqual(solos, [true, ...rows.slice(1).map(() => false)]);
+});
+
 describe('rmserve serve --instances', () => {
   const items = Array.from({ length: 48 }, (_, i) => ({ prompt: `How do I keep question ${i} short?`, response: `${'briefly, and then at length. '.repeat(10 + 5 * (i % 7))}That is answer ${i}.` }));
 
@@ -182,6 +235,54 @@ describe('rmserve serve --instances', () => {
     // A run on the main thread holds the event loop, so solo runs never overlap; the instances' do.
     assert.ok(inline.runSeconds > inline.wallSeconds, `${inline.runSeconds} s of runs in ${inline.wallSeconds} s (${inline.soloBatches} solo)`);
     for (const [i, reward] of inline.rewards.entries()) assert.ok(Math.abs(reward - (threaded.rewards[i] as number)) < 1e-4, `item ${i}: ${reward} vs ${threaded.rewards[i]}`);
+  });
+
+  test('over real sockets: the requests of one connection run solo, those of two taking turns on the instances, and a closed one stops counting', async () => {
+    const service = await serve(2, 2, 60_000);
+    const clients: Client[] = [];
+    try {
+      const address = await service.app.listen({ host: '127.0.0.1', port: 0 });
+      const connect = (): Client => {
+        const client = new Client(address);
+        clients.push(client);
+        return client;
+      };
+      const soloBatches = async (): Promise<number> => counter((await service.app.inject({ method: 'GET', url: '/metrics' })).body, 'rmserve_solo_batches_total');
+      const post = async (client: Client, i: number): Promise<void> => {
+        const reply = await client.request({ method: 'POST', path: '/v1/score', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'rm', items: [items[i]] }) });
+        assert.equal(reply.statusCode, 200, await reply.body.text());
+        await reply.body.dump();
+      };
+      const one = connect();
+      for (let i = 0; i < 4; i++) await post(one, i);
+      assert.equal(await soloBatches(), 4, 'one keep-alive connection: every request ran solo');
+      // Each request is alone in the queue, but the two clients overlap: the instances serve them.
+      const other = connect();
+      for (let i = 0; i < 6; i++) await post(i % 2 === 0 ? other : one, i);
+      assert.equal(await soloBatches(), 4, 'two connections taking turns: none ran solo');
+      // The other client goes away: once the server has seen the close, one client again.
+      await other.close();
+      let again = 0;
+      for (let i = 0; i < 50 && again === 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await post(one, i % items.length);
+        again = (await soloBatches()) - 4;
+      }
+      assert.ok(again > 0, 'solo again after the other connection closed');
+      // A new connection per request, each closed before the next (Python's requests.post without a Session).
+      const before = await soloBatches();
+      await one.close();
+      for (let i = 0; i < 4; i++) {
+        const once = connect();
+        await post(once, i);
+        await once.close();
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal((await soloBatches()) - before, 4, 'a connection per request: one client, solo');
+    } finally {
+      await Promise.all(clients.filter((client) => !client.closed).map((client) => client.close()));
+      await service.close();
+    }
   });
 
   test('--solo-inline-ms below what an instance takes for a 128-token row: the solo session keeps its own thread', async () => {

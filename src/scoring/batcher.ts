@@ -25,6 +25,9 @@ export interface BatcherOptions {
    * A batch taken with nothing else running and nothing left queued runs alone: the runner is
    * told (`solo`), and nothing else starts until it is done. The version then runs it on a
    * session with every core (--solo-threads), while batches under load go to the instances.
+   * Not while requests come from several open connections (ACTIVE_CONNECTION_MS): their
+   * clients overlap even when the queue looks empty, and the instances side by side serve two
+   * of them faster than solo runs one after the other (docs/benchmarks.md).
    */
   soloRuns?: boolean;
   /**
@@ -54,6 +57,19 @@ export interface BatchStats {
  */
 export type BatchRunner = (rows: readonly (readonly number[])[], solo: boolean) => Promise<{ rewards: Float32Array[]; runSeconds?: number }>;
 
+
+/**
+ * The connection a request came on (an HTTP/1.1 socket). Requests on one connection come one
+ * after the other, so one open connection seen lately is one client waiting on each reply, and
+ * several are clients whose requests overlap, though the next may not have been read yet: with
+ * the solo session on the event loop's thread, nothing is read while it runs.
+ */
+export interface ClientConnection {
+  readonly destroyed: boolean;
+}
+
+/** How long a connection counts as one of the clients after its last submit. */
+const ACTIVE_CONNECTION_MS = 1000;
 
 interface QueuedItem {
   ids: readonly number[];
@@ -91,6 +107,8 @@ export class DynamicBatcher {
   private burst = 0;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
+  /** Each connection's last submit, least recent first. */
+  private readonly recentConnections = new Map<ClientConnection, number>();
 
   constructor(
     private readonly runBatch: BatchRunner,
@@ -133,9 +151,10 @@ export class DynamicBatcher {
 
   /**
    * Queues one tokenized item. `key` identifies identical inputs (they share a row).
-   * Aborting `signal` before the item's batch starts removes it from the queue.
+   * Aborting `signal` before the item's batch starts removes it from the queue. `connection`:
+   * the one the request came on, counted for soloRuns; an item without one is not counted.
    */
-  submit(ids: readonly number[], key: string, signal?: AbortSignal, timing?: ItemTiming): Promise<Float32Array> {
+  submit(ids: readonly number[], key: string, signal?: AbortSignal, timing?: ItemTiming, connection?: ClientConnection): Promise<Float32Array> {
     // Retryable: the client's retry lands on the version that replaced this one.
     if (this.closed) return Promise.reject(unavailable('model version is unloading; retry'));
     if (!this.hasRoomFor(1)) return Promise.reject(queueFull(this.retryAfterSeconds()));
@@ -153,6 +172,7 @@ export class DynamicBatcher {
         signal.addEventListener('abort', onAbort, { once: true });
         item.detach = () => signal.removeEventListener('abort', onAbort);
       }
+      if (connection !== undefined) this.sawConnection(connection, item.enqueuedAt);
       this.queue.push(item);
       this.onDepth(this.queue.length);
       this.scheduleSoon();
@@ -202,7 +222,7 @@ export class DynamicBatcher {
     const batch = this.takeBatch();
     // Solo only if nothing else runs and the batch took everything: with items left over, the
     // instances share the load.
-    const solo = this.options.soloRuns === true && this.inFlight === 0 && this.queue.length === 0 && this.withinSoloTokens(batch);
+    const solo = this.options.soloRuns === true && this.inFlight === 0 && this.queue.length === 0 && this.withinSoloTokens(batch) && !this.severalClients();
     this.inFlight++;
     this.soloRunning = solo;
     void this.execute(batch, solo).finally(() => {
@@ -213,6 +233,27 @@ export class DynamicBatcher {
     });
     // Another free instance takes what the batch left, without waiting for this one to finish.
     if (this.queue.length > 0) this.schedule();
+  }
+
+  /** Moves the connection to the back (most recent) and forgets those gone or quiet at the front. */
+  private sawConnection(connection: ClientConnection, now: number): void {
+    this.recentConnections.delete(connection);
+    this.recentConnections.set(connection, now);
+    for (const [first, seen] of this.recentConnections) {
+      if (!first.destroyed && now - seen <= ACTIVE_CONNECTION_MS) break;
+      this.recentConnections.delete(first);
+    }
+  }
+
+  /** Whether more than one open connection submitted in the last ACTIVE_CONNECTION_MS. */
+  private severalClients(): boolean {
+    const now = performance.now();
+    let open = 0;
+    for (const [connection, seen] of this.recentConnections) {
+      if (connection.destroyed || now - seen > ACTIVE_CONNECTION_MS) this.recentConnections.delete(connection);
+      else if (++open > 1) return true;
+    }
+    return false;
   }
 
   private withinSoloTokens(rows: readonly QueuedItem[][]): boolean {
@@ -295,7 +336,8 @@ export class DynamicBatcher {
    * batch holds, at most an even share of what is queued: one batch holding most of a request
    * kept one single-threaded instance busy while the others had nothing left to take. A queue
    * that fits one solo batch with nothing running is still taken whole (to run solo, on every
-   * core), and under load the share exceeds the limit and the limit holds.
+   * core), unless several clients are about (soloRuns), and under load the share exceeds the
+   * limit and the limit holds.
    */
   private tokenBudget(): number {
     const { maxBatchTokens, maxBatchSize } = this.options;
@@ -304,7 +346,7 @@ export class DynamicBatcher {
     const { total: queued, longest } = this.queuedTokens();
     const padded = longest * this.queue.length;
     const fitsOneBatch = this.queue.length <= maxBatchSize && padded <= Math.min(maxBatchTokens, this.options.soloMaxTokens ?? Infinity);
-    if (this.inFlight === 0 && fitsOneBatch) return maxBatchTokens;
+    if (this.inFlight === 0 && fitsOneBatch && !this.severalClients()) return maxBatchTokens;
     return Math.min(maxBatchTokens, Math.ceil(queued / instances));
   }
 

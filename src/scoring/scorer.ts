@@ -15,7 +15,7 @@ import { invalidItem, queueFull, ScoringError, unknownModel } from './errors.js'
 import type { ScoreItem } from '../model/format.js';
 import type { ModelRegistry } from './registry.js';
 import { itemKey, RewardCache, tokenKey, type CachedReward } from './reward-cache.js';
-import type { ItemTiming } from './batcher.js';
+import type { ClientConnection, ItemTiming } from './batcher.js';
 import type { ModelVersion } from './model-version.js';
 import { promptIdentity, promptKey, ReferenceCache, withResponse, type ReferenceRewards } from './references.js';
 import { transformParams, type ObjectiveReferences, type TransformChoice } from './transform-params.js';
@@ -35,6 +35,8 @@ export interface ScoreRequest {
   checkFit?: (items: readonly ItemFit[], model: ModelVersion) => void;
   /** Aborted when the client goes away: queued items are dropped. */
   signal?: AbortSignal;
+  /** The connection the request came on, if any: see DynamicBatcher.submit. */
+  connection?: ClientConnection;
 }
 
 /** What the model made of an item: whether it had to cut it, and the tokens it saw. */
@@ -315,7 +317,7 @@ export class Scorer {
     const timings = tokenized.map((): ItemTiming => ({}));
     const fresh = await Promise.all(
       tokenized.map(async ({ ids, truncated }, j) => {
-        const reward = await model.batcher.submit(ids, tokenKey(ids), request.signal, timings[j]);
+        const reward = await model.batcher.submit(ids, tokenKey(ids), request.signal, timings[j], request.connection);
         const entry: CachedReward = { reward, truncated, tokens: ids.length };
         this.cache.set(model.key, keys[missing[j] as number] as string, entry);
         return entry;

@@ -26,7 +26,7 @@ import {
   type Scorer,
 } from '../../scoring/scorer.js';
 import { checkAggregate } from '../../transforms/index.js';
-import { clientAbortSignal } from '../abort.js';
+import { requestClient } from '../client.js';
 import { setTimingHeaders } from '../timing.js';
 import { AggregateNameSchema, ErrorSchema, ReferenceScopeSchema, TransformNameSchema } from '../schemas.js';
 import { Nullable, registryNames } from './peer-common.js';
@@ -92,7 +92,7 @@ export const openRlhfRoutes: FastifyPluginAsync<OpenRlhfRouteOptions> = async (a
           promptTexts: prompts,
           ...(request.query.reference_scope === undefined ? {} : { referenceScope: request.query.reference_scope }),
           options,
-          signal: clientAbortSignal(request, reply),
+          ...requestClient(request, reply),
         },
         Math.max(1, maxItems),
       );

@@ -8,7 +8,7 @@ import type { ModelVersion } from '../../scoring/model-version.js';
 import { ScoringError } from '../../scoring/errors.js';
 import { setTimingHeaders } from '../timing.js';
 import { checkAggregate } from '../../transforms/index.js';
-import { clientAbortSignal } from '../abort.js';
+import { requestClient } from '../client.js';
 import {
   AggregateNameSchema,
   ErrorSchema,
@@ -112,7 +112,7 @@ export const scoreRoutes: FastifyPluginAsync<ScoreRouteOptions> = async (app, { 
         maxPairs: maxItems,
         truncation: body.truncation,
         ...(body.truncate === false ? { checkFit: refuseTruncated } : {}),
-        signal: clientAbortSignal(request, reply),
+        ...requestClient(request, reply),
       });
       setTimingHeaders(reply, result.timing);
       return { model_versions: result.modelVersions, results: result.items.map(resultJson) };

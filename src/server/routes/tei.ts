@@ -18,7 +18,7 @@ import type { ScoreItem } from '../../model/format.js';
 import { ScoringError } from '../../scoring/errors.js';
 import type { ItemFit, Scorer } from '../../scoring/scorer.js';
 import type { ModelVersion } from '../../scoring/model-version.js';
-import { clientAbortSignal } from '../abort.js';
+import { requestClient } from '../client.js';
 import { setTimingHeaders } from '../timing.js';
 import { activate, checkFields, defaultActivation, labelsOf, oneModel, rawValues, type FieldRule } from './peer-common.js';
 
@@ -177,7 +177,7 @@ export async function teiPredict(scorer: Scorer, maxItems: number, request: Fast
     items: sequences.map(toItem),
     truncation: truncationOf(body),
     ...(body.truncate === false ? { checkFit: refuseTruncated } : {}),
-    signal: clientAbortSignal(request, reply),
+    ...requestClient(request, reply),
   });
   const labels = labelsOf(model);
   const predictions = result.items.map((item) => {
@@ -206,7 +206,7 @@ export async function teiRerank(scorer: Scorer, maxItems: number, request: Fasti
     items: body.texts.map((text) => ({ prompt: body.query, response: text })),
     truncation: truncationOf(body),
     ...(body.truncate === false ? { checkFit: refuseTruncated } : {}),
-    signal: clientAbortSignal(request, reply),
+    ...requestClient(request, reply),
   });
   const ranks = result.items.map((item, index) => {
     const raw = rawValues(item)[0] as number;

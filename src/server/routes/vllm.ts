@@ -20,7 +20,7 @@ import type { ChatMessage, ScoreItem } from '../../model/format.js';
 import type { TruncationSide } from '../../model/tokenize.js';
 import type { ModelVersion } from '../../scoring/model-version.js';
 import type { ScoredItem, ScoreResult, Scorer } from '../../scoring/scorer.js';
-import { clientAbortSignal } from '../abort.js';
+import { requestClient } from '../client.js';
 import { ChatMessageSchema } from '../schemas.js';
 import { setTimingHeaders } from '../timing.js';
 import {
@@ -388,7 +388,7 @@ async function scoreFor(
     items: options.items,
     ...(choice.truncation === undefined ? {} : { truncation: choice.truncation }),
     checkFit: (fits) => refuseTooLong(fits, model, choice, options.tooLongHint),
-    signal: clientAbortSignal(request, reply),
+    ...requestClient(request, reply),
   });
   setTimingHeaders(reply, result.timing);
   void reply.header('x-rmserve-model-versions', JSON.stringify(result.modelVersions));
