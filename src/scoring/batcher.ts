@@ -336,8 +336,8 @@ export class DynamicBatcher {
    * batch holds, at most an even share of what is queued: one batch holding most of a request
    * kept one single-threaded instance busy while the others had nothing left to take. A queue
    * that fits one solo batch with nothing running is still taken whole (to run solo, on every
-   * core), unless several clients are about (soloRuns), and under load the share exceeds the
-   * limit and the limit holds.
+   * core), unless several clients are about (then nothing runs solo, and their lone requests
+   * are shared as load is), and under load the share exceeds the limit and the limit holds.
    */
   private tokenBudget(): number {
     const { maxBatchTokens, maxBatchSize } = this.options;
