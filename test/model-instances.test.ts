@@ -75,7 +75,8 @@ test('soloRuns: a lone batch runs solo and holds the instances back; batches und
   assert.deepEqual(solos, [true, false, false, false]);
 });
 
-test('soloMaxTokens: a lone batch over it is shared over the instances, not run solo', async () => {
+/** Two instances and soloRuns, batches of up to 8 rows; records each batch's row lengths and whether it ran solo. */
+function recordingBatcher(soloMaxTokens?: number) {
   const rows: number[][] = [];
   const solos: boolean[] = [];
   const batcher = new DynamicBatcher(
@@ -84,8 +85,13 @@ test('soloMaxTokens: a lone batch over it is shared over the instances, not run 
       rows.push(batch.map((r) => r.length));
       return { rewards: batch.map((r) => Float32Array.of(r.length)) };
     },
-    { maxBatchSize: 8, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, maxInFlight: 2, soloRuns: true, soloMaxTokens: 40 },
+    { maxBatchSize: 8, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, maxInFlight: 2, soloRuns: true, ...(soloMaxTokens === undefined ? {} : { soloMaxTokens }) },
   );
+  return { batcher, rows, solos };
+}
+
+test('soloMaxTokens: a lone batch over it is shared over the instances, not run solo', async () => {
+  const { batcher, rows, solos } = recordingBatcher(40);
   let distinct = 0;
   const submit = (n: number): Promise<Float32Array> => {
     const ids = Array.from({ length: n }, (_, i) => ++distinct * 1000 + i);
@@ -130,16 +136,7 @@ test('soloRuns: not while requests come from several open connections, though ea
 });
 
 test('soloRuns with several clients: a lone request that one solo batch would hold is shared over the instances', async () => {
-  const rows: number[][] = [];
-  const solos: boolean[] = [];
-  const batcher = new DynamicBatcher(
-    async (batch, solo) => {
-      solos.push(solo);
-      rows.push(batch.map((r) => r.length));
-      return { rewards: batch.map((r) => Float32Array.of(r.length)) };
-    },
-    { maxBatchSize: 8, maxBatchTokens: 1000, maxWaitMs: 0, maxQueueItems: 100, maxInFlight: 2, soloRuns: true },
-  );
+  const { batcher, rows, solos } = recordingBatcher();
   const request = (connection: { destroyed: boolean }, base: number): Promise<Float32Array[]> =>
     Promise.all([10, 10, 10, 10].map((n, i) => {
       const ids = Array.from({ length: n }, (_, j) => (base + i) * 1000 + j);
