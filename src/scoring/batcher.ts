@@ -71,6 +71,11 @@ export interface ClientConnection {
 /** How long a connection counts as one of the clients after its last submit. */
 const ACTIVE_CONNECTION_MS = 1000;
 
+/** Whether a connection last seen at `seen` still counts as a client at `now`. */
+function isActive(connection: ClientConnection, seen: number, now: number): boolean {
+  return !connection.destroyed && now - seen <= ACTIVE_CONNECTION_MS;
+}
+
 interface QueuedItem {
   ids: readonly number[];
   key: string;
@@ -240,7 +245,7 @@ export class DynamicBatcher {
     this.recentConnections.delete(connection);
     this.recentConnections.set(connection, now);
     for (const [first, seen] of this.recentConnections) {
-      if (!first.destroyed && now - seen <= ACTIVE_CONNECTION_MS) break;
+      if (isActive(first, seen, now)) break;
       this.recentConnections.delete(first);
     }
   }
@@ -250,7 +255,7 @@ export class DynamicBatcher {
     const now = performance.now();
     let open = 0;
     for (const [connection, seen] of this.recentConnections) {
-      if (connection.destroyed || now - seen > ACTIVE_CONNECTION_MS) this.recentConnections.delete(connection);
+      if (!isActive(connection, seen, now)) this.recentConnections.delete(connection);
       else if (++open > 1) return true;
     }
     return false;
